@@ -1,0 +1,35 @@
+# Set-up is implicit: every target below creates $(VENV) and installs the project when needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The stamp names the checkout, so a venv kept outside the clone (CI) re-links the project when the clone moves.
+STAMP := $(VENV)/.installed-$(shell printf '%s' "$(CURDIR)" | cksum | cut -d' ' -f1)
+DEMO_DIR ?= data/demo
+
+.PHONY: install demo test lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+demo: $(STAMP)  ## the main job on the embedded synthetic dataset
+	$(BIN)/bench data synth --preset demo --out $(DEMO_DIR)
+	$(BIN)/bench data info --data $(DEMO_DIR)/copick.json
+
+test: $(STAMP) lint  ## lint, then the whole test suite
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache data

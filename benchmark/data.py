@@ -1,0 +1,266 @@
+"""The copick data layer: runs, tomograms, ground-truth picks and prediction write-back, all through copick."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import copick
+import numpy as np
+import pandas as pd
+import pydantic
+import zarr
+from copick.util.ome import get_voxel_size_from_zarr
+
+from benchmark.coords import XYZ, inside_volume
+from benchmark.errors import BenchError
+from benchmark.particles import ParticleTable
+
+CZII_VOXEL_SIZE = 10.012
+DEFAULT_TOMO_TYPE = "denoised"
+GROUND_TRUTH = ("curation", "0")
+VOXEL_TOLERANCE = 0.01  # relative: the CZII data say 10.012 Å in folders named VoxelSpacing10.000
+PICK_COLUMNS = ["experiment", "particle_type", *XYZ]
+
+
+class BenchWarning(UserWarning):
+    """Something in the input is suspicious but usable; the CLI prints it as one line."""
+
+
+@dataclass(frozen=True)
+class Tomogram:
+    """A lazily read tomogram pyramid; level 0 is full resolution, arrays are (z, y, x)."""
+
+    run: str
+    tomo_type: str
+    voxel_size: float
+    levels: tuple[zarr.Array, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape (z, y, x) of the full-resolution level."""
+        return tuple(self.levels[0].shape)
+
+    def level_voxel_size(self, level: int) -> float:
+        """Voxel size in Å of a pyramid level (each level halves the resolution)."""
+        return self.voxel_size * self.levels[0].shape[-1] / self.levels[level].shape[-1]
+
+    def read(self, level: int = 0, region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
+        """Read a level (or a (z, y, x) region of it) as float32, refusing non-finite values."""
+        if not 0 <= level < len(self.levels):
+            raise BenchError(
+                f"{self.run}/{self.tomo_type} has pyramid levels 0-{len(self.levels) - 1}, not {level}"
+            )
+        array = np.asarray(self.levels[level][region or ...], dtype=np.float32)
+        if not np.isfinite(array).all():
+            raise BenchError(
+                f"tomogram {self.run}/{self.tomo_type} (level {level}) contains NaN or infinite values; "
+                "repair or regenerate the volume"
+            )
+        return array
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    """A ' (did you mean ...?)' hint for a mistyped name, or ''."""
+    close = difflib.get_close_matches(name, choices, n=3)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _open_root(config: Path):
+    """Open a copick root, turning every way a config can be wrong into a BenchError."""
+    if not config.is_file():
+        raise BenchError(
+            f"copick config '{config}' not found; pass --data with the path to a copick JSON config "
+            "(or create one with: bench data synth --preset demo --out DIR)"
+        )
+    try:
+        text = config.read_text()
+        json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BenchError(f"copick config '{config}' is not valid JSON ({err}); fix the file") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return copick.from_string(text)
+    except pydantic.ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise BenchError(
+            f"copick config '{config}' is malformed: {where}: {first['msg']}; see copick's config format"
+        ) from None
+    except (ValueError, TypeError, KeyError) as err:
+        raise BenchError(f"copick config '{config}' is malformed: {err}; see copick's config format") from None
+
+
+class Project:
+    """A copick project opened for benchmarking: its particles, runs, tomograms and picks."""
+
+    def __init__(self, config: str | Path):
+        self.config = Path(config)
+        self.root = _open_root(self.config)
+        self.particles = ParticleTable.from_copick(self.root)
+
+    @cached_property
+    def run_names(self) -> list[str]:
+        """Names of all runs, sorted."""
+        names = sorted(run.name for run in self.root.runs)
+        if not names:
+            raise BenchError(
+                f"copick project '{self.config}' has no runs; check overlay_root/static_root in the config"
+            )
+        return names
+
+    def run(self, name: str):
+        """The copick run of that name."""
+        if name not in self.run_names:
+            raise BenchError(
+                f"run '{name}' is not in copick project '{self.config}'{_suggest(name, self.run_names)}; "
+                f"runs: {', '.join(self.run_names)}"
+            )
+        return self.root.get_run(name)
+
+    def voxel_spacing(self, run: str, voxel_size: float, tolerance: float = VOXEL_TOLERANCE):
+        """The copick voxel spacing of a run closest to voxel_size, within a relative tolerance."""
+        spacings = self.run(run).voxel_spacings
+        matches = [vs for vs in spacings if abs(vs.voxel_size - voxel_size) <= tolerance * voxel_size]
+        if not matches:
+            have = ", ".join(f"{vs.voxel_size:g}" for vs in spacings) or "none"
+            raise BenchError(
+                f"run '{run}' has no voxel spacing within {tolerance:.0%} of {voxel_size:g} Å (it has: {have}); "
+                "pass the voxel size the data were reconstructed at"
+            )
+        return min(matches, key=lambda vs: abs(vs.voxel_size - voxel_size))
+
+    def tomogram(
+        self,
+        run: str,
+        tomo_type: str = DEFAULT_TOMO_TYPE,
+        voxel_size: float = CZII_VOXEL_SIZE,
+        tolerance: float = VOXEL_TOLERANCE,
+    ) -> Tomogram:
+        """Open a tomogram lazily; its voxel size is the OME-Zarr scale when present, else copick's."""
+        spacing = self.voxel_spacing(run, voxel_size, tolerance)
+        found = spacing.get_tomograms(tomo_type)
+        if not found:
+            types = sorted({t.tomo_type for t in spacing.tomograms})
+            raise BenchError(
+                f"run '{run}' has no '{tomo_type}' tomogram at {spacing.voxel_size:g} Å"
+                f"{_suggest(tomo_type, types)}; available types: {', '.join(types) or 'none'}"
+            )
+        return open_tomogram(found[0], run, spacing.voxel_size)
+
+    def ground_truth(
+        self,
+        run: str,
+        user_id: str = GROUND_TRUTH[0],
+        session_id: str = GROUND_TRUTH[1],
+        shape_check: Tomogram | None = None,
+    ) -> pd.DataFrame:
+        """Picks of one (user_id, session_id) as a table of Å (x, y, z); warns about picks outside the volume."""
+        frames = []
+        for picks in self.run(run).get_picks(user_id=user_id, session_id=session_id):
+            self.particles.check_names([picks.pickable_object_name], f"picks file {_picks_location(picks)}")
+            xyz = _load_positions(picks)
+            frame = pd.DataFrame(xyz, columns=XYZ)
+            frame.insert(0, "particle_type", picks.pickable_object_name)
+            frames.append(frame)
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PICK_COLUMNS[1:])
+        table.insert(0, "experiment", run)
+        table = table.astype({c: float for c in XYZ})
+        if shape_check is not None:
+            outside = ~inside_volume(table[XYZ].to_numpy(), shape_check.shape, shape_check.voxel_size)
+            if outside.any():
+                warnings.warn(
+                    f"{run}: {int(outside.sum())} of {len(table)} picks of {user_id}/{session_id} lie outside "
+                    f"the {'x'.join(map(str, shape_check.shape))} volume; they are kept and count as misses",
+                    BenchWarning,
+                    stacklevel=2,
+                )
+        return table
+
+    def solution(self, runs: list[str], user_id: str = GROUND_TRUTH[0], session_id: str = GROUND_TRUTH[1]):
+        """Ground truth of several runs in the competition's solution layout."""
+        return pd.concat([self.ground_truth(run, user_id, session_id) for run in runs], ignore_index=True)
+
+    def write_picks(self, run: str, picks: pd.DataFrame, architecture: str, session_id: str) -> None:
+        """Store predictions as copick picks of user `bench-<architecture>`; session "0" is refused."""
+        if str(session_id) == "0":
+            raise BenchError("session id '0' is reserved for ground truth by copick tools; use another one")
+        self.particles.check_names(picks["particle_type"].unique(), "the predictions")
+        copick_run = self.run(run)
+        for particle in self.particles:
+            rows = picks[picks["particle_type"] == particle.name]
+            target = copick_run.new_picks(
+                particle.name, session_id=str(session_id), user_id=f"bench-{architecture}", exist_ok=True
+            )
+            scores = rows["score"].to_numpy(float) if "score" in rows else None
+            target.from_numpy(rows[XYZ].to_numpy(float).reshape(-1, 3), scores=scores)
+
+    def describe(self, ground_truth: tuple[str, str] = GROUND_TRUTH) -> list[dict]:
+        """Per run: voxel spacings with their tomograms (type, shape, levels) and ground-truth counts."""
+        described = []
+        for name in self.run_names:
+            run = self.run(name)
+            spacings = []
+            for spacing in sorted(run.voxel_spacings, key=lambda vs: vs.voxel_size):
+                tomograms = [
+                    open_tomogram(t, name, spacing.voxel_size)
+                    for t in sorted(spacing.tomograms, key=lambda t: t.tomo_type)
+                ]
+                spacings.append(
+                    {
+                        "copick_voxel_size": spacing.voxel_size,
+                        "tomograms": [
+                            {
+                                "type": t.tomo_type,
+                                "voxel_size": t.voxel_size,
+                                "shape": list(t.shape),
+                                "levels": len(t.levels),
+                            }
+                            for t in tomograms
+                        ],
+                    }
+                )
+            counts = self.ground_truth(name, *ground_truth)["particle_type"].value_counts()
+            described.append(
+                {
+                    "run": name,
+                    "voxel_spacings": spacings,
+                    "ground_truth": {p: int(counts.get(p, 0)) for p in self.particles.names},
+                }
+            )
+        return described
+
+
+def open_tomogram(copick_tomogram, run: str, copick_voxel_size: float) -> Tomogram:
+    """Wrap a copick tomogram's OME-Zarr pyramid without reading voxels."""
+    group = zarr.open_group(copick_tomogram.zarr(), mode="r")
+    try:
+        paths = [d["path"] for d in group.attrs["multiscales"][0]["datasets"]]
+        voxel_size = get_voxel_size_from_zarr(group)
+    except (KeyError, IndexError, ValueError):
+        paths = sorted(group.array_keys(), key=lambda k: int(k) if k.isdigit() else k)
+        voxel_size = copick_voxel_size
+    if not paths:
+        raise BenchError(f"tomogram {run}/{copick_tomogram.tomo_type} holds no arrays; regenerate it")
+    return Tomogram(run, copick_tomogram.tomo_type, float(voxel_size), tuple(group[p] for p in paths))
+
+
+def _picks_location(picks) -> str:
+    """A human-readable location of a copick picks record."""
+    return getattr(picks, "path", f"{picks.user_id}_{picks.session_id}_{picks.pickable_object_name}")
+
+
+def _load_positions(picks) -> np.ndarray:
+    """Å positions of a picks record, with copick's parse errors turned into a BenchError."""
+    try:
+        return picks.full_positions().reshape(-1, 3)
+    except (json.JSONDecodeError, pydantic.ValidationError, UnicodeDecodeError) as err:
+        reason = err.errors()[0]["msg"] if isinstance(err, pydantic.ValidationError) else str(err)
+        raise BenchError(
+            f"picks file {_picks_location(picks)} is not valid copick picks JSON ({reason}); fix or remove it"
+        ) from None
