@@ -52,9 +52,7 @@ class Tomogram:
     def read(self, level: int = 0, region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
         """Read a level (or a (z, y, x) region of it) as float32, refusing non-finite values."""
         if not 0 <= level < len(self.levels):
-            raise BenchError(
-                f"{self.run}/{self.tomo_type} has pyramid levels 0-{len(self.levels) - 1}, not {level}"
-            )
+            raise BenchError(f"{self.run}/{self.tomo_type} has pyramid levels 0-{len(self.levels) - 1}, not {level}")
         array = np.asarray(self.levels[level][region or ...], dtype=np.float32)
         if not np.isfinite(array).all():
             raise BenchError(

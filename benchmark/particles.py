@@ -49,9 +49,7 @@ class ParticleTable:
             if not obj.is_particle:
                 continue
             if obj.radius is None:
-                raise BenchError(
-                    f"pickable object '{obj.name}' has no radius in the copick config; add 'radius' (Å)"
-                )
+                raise BenchError(f"pickable object '{obj.name}' has no radius in the copick config; add 'radius' (Å)")
             particles.append(
                 ParticleType(
                     name=obj.name,
@@ -81,9 +79,7 @@ class ParticleTable:
         try:
             return self._by_name[name]
         except KeyError:
-            raise BenchError(
-                f"unknown particle type '{name}'; known types: {', '.join(self.names)}"
-            ) from None
+            raise BenchError(f"unknown particle type '{name}'; known types: {', '.join(self.names)}") from None
 
     @property
     def names(self) -> list[str]:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Circle  # noqa: E402
-
-from benchmark.coords import XYZ, angstrom_to_voxel  # noqa: E402
-from benchmark.data import Tomogram  # noqa: E402
-from benchmark.particles import ParticleTable  # noqa: E402
+from benchmark.coords import XYZ, angstrom_to_voxel
+from benchmark.data import Tomogram
+from benchmark.particles import ParticleTable
 
 # (axis cut, label, the two (z, y, x) axes drawn as (vertical, horizontal))
 PLANES = ((0, "XY (z = {})", (1, 2)), (1, "XZ (y = {})", (0, 2)), (2, "YZ (x = {})", (0, 1)))
@@ -28,7 +25,7 @@ def draw_orthoslices(tomogram: Tomogram, picks: pd.DataFrame, particles: Particl
     low, high = np.percentile(volume[::2, ::2, ::2], [1, 99])
     zyx = angstrom_to_voxel(picks[XYZ].to_numpy(), tomogram.voxel_size)
     nz, ny, nx = volume.shape
-    fig = plt.figure(figsize=(12, 12 * (ny + nz) / (nx + nz)), dpi=100)
+    fig = Figure(figsize=(12, 12 * (ny + nz) / (nx + nz)), dpi=100)
     grid = fig.add_gridspec(2, 2, width_ratios=[nx, nz], height_ratios=[ny, nz], wspace=0.04, hspace=0.06)
     axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[0, 1])]
     for ax, (axis, title, (vertical, horizontal)) in zip(axes, PLANES, strict=True):
@@ -57,8 +54,16 @@ def draw_orthoslices(tomogram: Tomogram, picks: pd.DataFrame, particles: Particl
     counts = picks["particle_type"].value_counts()
     legend.legend(
         handles=[
-            Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markersize=10,
-                   markeredgecolor=_rgb(p.color), label=f"{p.name} ({counts.get(p.name, 0)})")
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="",
+                markerfacecolor="none",
+                markersize=10,
+                markeredgecolor=_rgb(p.color),
+                label=f"{p.name} ({counts.get(p.name, 0)})",
+            )
             for p in particles
         ],
         loc="center",
@@ -68,7 +73,6 @@ def draw_orthoslices(tomogram: Tomogram, picks: pd.DataFrame, particles: Particl
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _rgb(color: tuple[int, int, int, int]) -> tuple[float, float, float]:

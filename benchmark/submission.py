@@ -34,9 +34,7 @@ def read_table(path: str | Path, columns: list[str], what: str) -> pd.DataFrame:
         raise BenchError(f"{what} file '{path}' is not a readable CSV ({err}); fix the file") from None
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise BenchError(
-            f"{what} file '{path}' lacks column(s) {', '.join(missing)}; expected {','.join(columns)}"
-        )
+        raise BenchError(f"{what} file '{path}' lacks column(s) {', '.join(missing)}; expected {','.join(columns)}")
     table = table[columns].copy()
     try:
         table[XYZ] = table[XYZ].astype(float)

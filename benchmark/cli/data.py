@@ -35,33 +35,41 @@ def info(config: str, user_id: str, session_id: str, as_json: bool) -> None:
 
 
 def _info_table(described: list[dict], particles: list[str]) -> str:
-    """Render `Project.describe` as an aligned text table, one row per run and tomogram."""
+    """Render `Project.describe` as an aligned text table, one row per run and tomogram, then totals."""
     import pandas as pd
 
     rows = []
     for run in described:
-        tomograms = [(s, t) for s in run["voxel_spacings"] for t in s["tomograms"]] or [(None, None)]
+        tomograms = [(s, t) for s in run["voxel_spacings"] for t in s["tomograms"]] or [({}, {})]
         for spacing, tomo in tomograms:
-            row = {"run": run["run"]}
-            if tomo is not None:
-                row |= {
-                    "tomogram": tomo["type"],
-                    "shape (z,y,x)": "x".join(map(str, tomo["shape"])),
-                    "levels": tomo["levels"],
-                    "voxel Å": f"{tomo['voxel_size']:.3f}",
-                    "folder Å": f"{spacing['copick_voxel_size']:.3f}",
+            rows.append(
+                {
+                    "run": run["run"],
+                    "tomogram": tomo.get("type", "-"),
+                    "shape (z,y,x)": "x".join(map(str, tomo.get("shape", []))) or "-",
+                    "levels": str(tomo.get("levels", "-")),
+                    "voxel Å": f"{tomo['voxel_size']:.3f}" if tomo else "-",
+                    "folder Å": f"{spacing['copick_voxel_size']:.3f}" if spacing else "-",
+                    **run["ground_truth"],
                 }
-            rows.append(row | run["ground_truth"])
-    table = pd.DataFrame(rows).fillna("-")
-    total = {c: int(table[c].sum()) for c in particles}
-    table = pd.concat([table, pd.DataFrame([{"run": "total", **total}])], ignore_index=True).fillna("")
-    return table.to_string(index=False)
+            )
+    totals = {p: sum(run["ground_truth"][p] for run in described) for p in particles}
+    rows.append(
+        {
+            "run": "total",
+            "tomogram": "",
+            "shape (z,y,x)": "",
+            "levels": "",
+            "voxel Å": "",
+            "folder Å": "",
+            **totals,
+        }
+    )
+    return pd.DataFrame(rows).to_string(index=False)
 
 
 @data.command()
-@click.option(
-    "--preset", type=click.Choice(["smoke", "demo", "full"]), default="demo", show_default=True, help="Size."
-)
+@click.option("--preset", type=click.Choice(["smoke", "demo", "full"]), default="demo", show_default=True, help="Size.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed; same seed, same data.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing project in --out.")

@@ -1,0 +1,82 @@
+"""Shared fixtures: small copick projects built with copick's own API, and the smoke synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import copick
+import numpy as np
+import pytest
+from copick.util.ome import volume_pyramid, write_ome_zarr_3d
+
+from benchmark.particles import CZII_PARTICLES
+
+CZII_OBJECTS = [
+    {"name": p.name, "is_particle": True, "label": p.label, "color": list(p.color), "radius": p.radius}
+    for p in CZII_PARTICLES
+]
+
+
+def write_config(folder: Path, objects: list[dict] | None = None) -> Path:
+    """Write a static + overlay copick config (the Kaggle layout) and return its path."""
+    config = folder / "copick.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        json.dumps(
+            {
+                "config_type": "filesystem",
+                "name": "test project",
+                "pickable_objects": CZII_OBJECTS if objects is None else objects,
+                "static_root": f"local://{folder / 'static'}",
+                "overlay_root": f"local://{folder / 'overlay'}",
+                "overlay_fs_args": {"auto_mkdir": True},
+            }
+        )
+    )
+    return config
+
+
+def add_run(
+    config: Path,
+    name: str,
+    volume: np.ndarray,
+    picks: dict[str, np.ndarray],
+    folder_voxel_size: float = 10.0,
+    true_voxel_size: float = 10.012,
+    tomo_type: str = "denoised",
+) -> None:
+    """Add a run through copick: a 3-level OME-Zarr tomogram in the static tree, curation/0 picks in the overlay."""
+    static = json.loads(config.read_text())
+    writer = copick.from_string(json.dumps({**static, "overlay_root": static["static_root"], "static_root": None}))
+    spacing = writer.new_run(name, exist_ok=True).new_voxel_spacing(folder_voxel_size, exist_ok=True)
+    tomogram = spacing.new_tomogram(tomo_type, exist_ok=True)
+    write_ome_zarr_3d(tomogram.zarr(), volume_pyramid(volume.astype(np.float32), true_voxel_size, 3))
+    run = copick.from_file(str(config)).get_run(name)
+    for particle, xyz in picks.items():
+        run.new_picks(particle, session_id="0", user_id="curation", exist_ok=True).from_numpy(np.asarray(xyz))
+
+
+@pytest.fixture
+def copick_project(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: a copick project with one run TS_1 (16x32x32 noise, two particles) unless told otherwise."""
+
+    def build(
+        runs: tuple[str, ...] = ("TS_1",),
+        shape: tuple[int, int, int] = (16, 32, 32),
+        picks: dict[str, np.ndarray] | None = None,
+        objects: list[dict] | None = None,
+        **run_options,
+    ) -> Path:
+        config = write_config(tmp_path / "project", objects)
+        rng = np.random.default_rng(0)
+        default = {
+            "ribosome": [[100.0, 150.0, 80.0]],
+            "apo-ferritin": [[200.0, 100.0, 60.0], [50.0, 50.0, 50.0]],
+        }
+        for name in runs:
+            add_run(config, name, rng.normal(size=shape), default if picks is None else picks, **run_options)
+        return config
+
+    return build
