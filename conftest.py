@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,3 +81,20 @@ def copick_project(tmp_path: Path) -> Callable[..., Path]:
         return config
 
     return build
+
+
+@pytest.fixture(scope="session", autouse=True)
+def synthetic_cache(tmp_path_factory) -> Path:
+    """Generate embedded datasets into a per-session cache, never the user's (subprocesses inherit it)."""
+    cache = tmp_path_factory.mktemp("cryoet-bench-cache")
+    os.environ["CRYOET_BENCH_CACHE"] = str(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def smoke_config(synthetic_cache) -> Path:
+    """The smoke suite's synthetic project, generated once per session where `bench run` looks for it."""
+    from benchmark.runner import resolve_data
+    from benchmark.suite import load_suite
+
+    return Path(resolve_data(load_suite("smoke"), None, echo=lambda line: None)["config"])

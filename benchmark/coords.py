@@ -1,4 +1,8 @@
-"""The one place where Å (x, y, z) picks and (z, y, x) voxel indices are converted."""
+"""The one place where Å (x, y, z) picks and (z, y, x) voxel indices are converted.
+
+Voxel centres of the full-resolution level sit at index x voxel_size. Pyramid level L averages blocks of
+2**L voxels, so its voxel j is centred on full-resolution index j * 2**L + (2**L - 1) / 2.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,22 @@ import numpy as np
 XYZ = ["x", "y", "z"]
 
 
-def angstrom_to_voxel(xyz: np.ndarray, voxel_size: float) -> np.ndarray:
-    """Å (x, y, z) rows to fractional voxel (z, y, x) rows; voxel centres sit at integer indices."""
-    return np.asarray(xyz, dtype=float).reshape(-1, 3)[:, ::-1] / voxel_size
+def angstrom_to_voxel(xyz: np.ndarray, voxel_size: float, level: int = 0) -> np.ndarray:
+    """Å (x, y, z) rows to fractional (z, y, x) voxel indices of a pyramid level (voxel_size: level 0's)."""
+    factor = 2**level
+    full = np.asarray(xyz, dtype=float).reshape(-1, 3)[:, ::-1] / voxel_size
+    return (full - (factor - 1) / 2) / factor
 
 
-def voxel_to_angstrom(zyx: np.ndarray, voxel_size: float) -> np.ndarray:
-    """Voxel (z, y, x) rows to Å (x, y, z) rows."""
-    return np.asarray(zyx, dtype=float).reshape(-1, 3)[:, ::-1] * voxel_size
+def voxel_to_angstrom(zyx: np.ndarray, voxel_size: float, level: int = 0) -> np.ndarray:
+    """(z, y, x) voxel indices of a pyramid level to Å (x, y, z) rows (voxel_size: level 0's)."""
+    factor = 2**level
+    full = np.asarray(zyx, dtype=float).reshape(-1, 3) * factor + (factor - 1) / 2
+    return full[:, ::-1] * voxel_size
 
 
 def inside_volume(xyz: np.ndarray, shape: tuple[int, int, int], voxel_size: float) -> np.ndarray:
-    """Boolean mask of the Å (x, y, z) rows that fall inside a (z, y, x) volume of the given shape."""
+    """Boolean mask of the Å (x, y, z) rows that fall inside a full-resolution (z, y, x) volume."""
     zyx = angstrom_to_voxel(xyz, voxel_size)
     upper = np.asarray(shape, dtype=float) - 0.5
     return np.all((zyx >= -0.5) & (zyx < upper), axis=1)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from benchmark.coords import XYZ
 from benchmark.errors import BenchError
+from benchmark.files import write_csv
 
 SUBMISSION_COLUMNS = ["id", "experiment", "particle_type", *XYZ]
 SOLUTION_COLUMNS = ["experiment", "particle_type", *XYZ]
@@ -15,12 +16,9 @@ SOLUTION_COLUMNS = ["experiment", "particle_type", *XYZ]
 
 def write_submission(picks: pd.DataFrame, path: str | Path) -> None:
     """Write picks (experiment, particle_type, x, y, z in Å) as a competition submission, atomically."""
-    path = Path(path)
     table = picks[SOLUTION_COLUMNS].reset_index(drop=True)
     table.insert(0, "id", range(len(table)))
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
+    write_csv(Path(path), table)
 
 
 def read_table(path: str | Path, columns: list[str], what: str) -> pd.DataFrame:

@@ -143,3 +143,11 @@ def test_bad_configs_raise_one_clear_error(tmp_path, content, message):
 def test_missing_config_names_the_fix(tmp_path):
     with pytest.raises(BenchError, match="not found; pass --data"):
         Project(tmp_path / "nope.json")
+
+
+def test_pyramid_level_voxels_map_to_the_centre_of_their_block():
+    # level-1 voxel 0 averages full-resolution voxels 0 and 1: its centre is at index 0.5
+    np.testing.assert_allclose(voxel_to_angstrom([[0, 0, 0]], 10.0, level=1), [[5.0, 5.0, 5.0]])
+    np.testing.assert_allclose(voxel_to_angstrom([[1, 2, 3]], 10.0, level=2), [[135.0, 95.0, 55.0]])
+    xyz = np.array([[123.0, 45.6, 78.9]])
+    np.testing.assert_allclose(voxel_to_angstrom(angstrom_to_voxel(xyz, 10.012, 2), 10.012, 2), xyz)

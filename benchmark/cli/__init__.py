@@ -7,6 +7,9 @@ import warnings
 import click
 
 from benchmark.cli.data import data
+from benchmark.cli.listing import list_
+from benchmark.cli.report import report
+from benchmark.cli.run import run
 from benchmark.cli.score import score
 from benchmark.errors import BenchError
 
@@ -27,8 +30,8 @@ def cli() -> None:
     """Benchmark cryo-ET particle-picking architectures on copick projects."""
 
 
-cli.add_command(data)
-cli.add_command(score)
+for command in (data, score, list_, run, report):
+    cli.add_command(command)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

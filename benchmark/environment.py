@@ -1,0 +1,70 @@
+"""Everything that could make two runs differ, captured for the manifest."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from metrics.resources import device_name
+
+LIBRARIES = (
+    "cryoet-bench", "torch", "torchvision", "monai", "ultralytics", "copick", "zarr",
+    "numpy", "scipy", "pandas", "nvidia-ml-py",
+)  # fmt: skip
+REPO = Path(__file__).resolve().parent.parent
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries a result depends on (None when absent)."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_state() -> dict[str, str | bool | None]:
+    """Commit, short sha and whether the working tree had uncommitted changes."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "short": commit[:7] if commit else None, "dirty": bool(status) if commit else None}
+
+
+def torch_state(device: str) -> dict[str, object]:
+    """Torch build, CUDA/cuDNN versions and flags, and the device's name."""
+    import torch
+
+    return {
+        "device": device,
+        "device_name": device_name(device),
+        "torch_cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "num_threads": torch.get_num_threads(),
+    }
+
+
+def environment(device: str) -> dict[str, object]:
+    """The manifest's environment block."""
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "libraries": library_versions(),
+        "git": git_state(),
+        **torch_state(device),
+    }

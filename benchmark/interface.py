@@ -1,0 +1,133 @@
+"""The one interface every architecture implements, and what the runner hands it."""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from benchmark.coords import XYZ, inside_volume
+from benchmark.data import Tomogram
+from benchmark.errors import BenchError
+from benchmark.particles import ParticleTable
+
+PREDICTION_COLUMNS = ["particle_type", *XYZ, "score"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One tomogram of a split with its ground truth: picks (particle_type, x, y, z) in Å."""
+
+    tomogram: Tomogram
+    picks: pd.DataFrame
+
+    @property
+    def run(self) -> str:
+        """The run (experiment) name."""
+        return self.tomogram.run
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long training may go: a number of epochs, wall-clock minutes, or both (whichever ends first)."""
+
+    epochs: int | None = None
+    minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs is None and self.minutes is None:
+            raise BenchError("a budget needs 'epochs' or 'minutes'; set one in the suite file")
+        if (self.epochs is not None and self.epochs < 1) or (self.minutes is not None and self.minutes <= 0):
+            raise BenchError(f"budget {self} must be positive; fix the suite file")
+
+
+@dataclass
+class Tracker:
+    """Owned by the runner: times the epochs a plug-in runs and ends them when the budget is spent."""
+
+    budget: Budget
+    synchronize: Callable[[], None] = lambda: None
+    epoch_seconds: list[float] = field(default_factory=list)
+    logs: list[dict[str, float]] = field(default_factory=list)
+    progress: Callable[[int, dict[str, float]], None] | None = None
+
+    def epochs(self) -> Iterator[int]:
+        """Yield epoch indices while the budget lasts, timing each loop body as one epoch."""
+        start = time.perf_counter()
+        epoch = 0
+        while self.budget.epochs is None or epoch < self.budget.epochs:
+            if self.budget.minutes is not None and time.perf_counter() - start >= 60 * self.budget.minutes:
+                return
+            self.synchronize()
+            begin = time.perf_counter()
+            try:
+                yield epoch
+            finally:  # a loop body that breaks out still counts as an epoch
+                self.synchronize()
+                self.epoch_seconds.append(time.perf_counter() - begin)
+            if self.progress is not None:
+                self.progress(epoch, self.logs[-1] if len(self.logs) > epoch else {})
+            epoch += 1
+
+    def log(self, **values: float) -> None:
+        """Record the current epoch's figures (loss, ...) for the progress display and the results."""
+        self.logs.append({k: float(v) for k, v in values.items()})
+
+
+class Architecture(abc.ABC):
+    """A particle picker: fit on train (and val) samples, predict Å picks with a score for a tomogram."""
+
+    #: what it is, for listings: "3d-segmenter", "2d-detector", "ensemble" or "classical".
+    kind: ClassVar[str] = "other"
+
+    def __init__(self, config: dict[str, Any], particles: ParticleTable, device: str, seed: int):
+        self.config = dict(config)
+        self.particles = particles
+        self.device = device
+        self.seed = seed
+
+    @abc.abstractmethod
+    def fit(self, train: Sequence[Sample], val: Sequence[Sample], budget: Budget, tracker: Tracker) -> None:
+        """Train; loop over `tracker.epochs()` so the runner can time and stop the epochs."""
+
+    @abc.abstractmethod
+    def predict(self, tomogram: Tomogram) -> pd.DataFrame:
+        """All candidate picks with columns particle_type, x, y, z (Å) and score; the runner thresholds them."""
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write everything predict needs into `directory`."""
+
+    @abc.abstractmethod
+    def load(self, directory: Path) -> None:
+        """Restore what `save` wrote."""
+
+
+def check_predictions(picks: object, architecture: str, tomogram: Tomogram, particles: ParticleTable) -> pd.DataFrame:
+    """Validate a plug-in's predictions; a wrong shape is the plug-in's fault and says so in one line."""
+    if not isinstance(picks, pd.DataFrame):
+        raise BenchError(f"architecture '{architecture}' predict() returned {type(picks).__name__}, not a DataFrame")
+    missing = [c for c in PREDICTION_COLUMNS if c not in picks.columns]
+    if missing:
+        raise BenchError(
+            f"architecture '{architecture}' predict() returned columns {list(picks.columns)}; "
+            f"missing {', '.join(missing)} (expected {', '.join(PREDICTION_COLUMNS)})"
+        )
+    picks = picks[PREDICTION_COLUMNS].reset_index(drop=True)
+    particles.check_names(picks["particle_type"].unique(), f"architecture '{architecture}' predict()")
+    picks = picks.astype({c: float for c in [*XYZ, "score"]})
+    if not np.isfinite(picks[[*XYZ, "score"]].to_numpy()).all():
+        raise BenchError(f"architecture '{architecture}' predict() returned non-finite coordinates or scores")
+    outside = int((~inside_volume(picks[XYZ].to_numpy(), tomogram.shape, tomogram.voxel_size)).sum())
+    if outside:
+        raise BenchError(
+            f"architecture '{architecture}' predict() returned {outside} picks outside the {tomogram.run} volume; "
+            "coordinates must be (x, y, z) in Å"
+        )
+    return picks

@@ -1,0 +1,86 @@
+"""timm-style registries: a decorator on a plain factory, discovery of built-ins and entry points."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+from benchmark.errors import BenchError
+
+BUILTIN_SOURCE = "cryoet-bench"
+
+
+@dataclass
+class Registry:
+    """Named factories of one kind, with where each came from and which plug-ins failed to import."""
+
+    kind: str
+    builtin_package: str
+    entry_point_group: str
+    factories: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    _discovered: bool = False
+    _loading: str = BUILTIN_SOURCE
+
+    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: register a factory (a class or a function) under `name`."""
+
+        def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self.factories and self.factories[name] is not factory:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            self.factories[name] = factory
+            self.sources[name] = self._loading
+            return factory
+
+        return decorate
+
+    def discover(self) -> None:
+        """Import the built-in plug-in modules and the entry points; a failing import is recorded, not fatal."""
+        if self._discovered:
+            return
+        self._discovered = True
+        package = importlib.import_module(self.builtin_package)
+        for module in pkgutil.iter_modules(package.__path__, f"{self.builtin_package}."):
+            self._load(module.name, BUILTIN_SOURCE, lambda name=module.name: importlib.import_module(name))
+        for point in entry_points(group=self.entry_point_group):
+            source = point.dist.name if point.dist is not None else point.value
+            self._load(point.name, source, point.load)
+
+    def _load(self, label: str, source: str, load: Callable[[], Any]) -> None:
+        """Run one plug-in import, attributing what it registers to `source`."""
+        self._loading = source
+        try:
+            load()
+        except Exception as err:  # a broken plug-in must not take the others down
+            self.failures[label] = f"{type(err).__name__}: {err}"
+        finally:
+            self._loading = BUILTIN_SOURCE
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered names matching a shell-style wildcard pattern, sorted."""
+        self.discover()
+        return sorted(n for n in self.factories if fnmatch.fnmatchcase(n, pattern))
+
+    def get(self, name: str) -> Callable[..., Any]:
+        """The factory of `name`, or a one-line error suggesting close names."""
+        self.discover()
+        if name not in self.factories:
+            close = difflib.get_close_matches(name, list(self.factories), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            failed = f"; plug-ins that failed to import: {', '.join(self.failures)}" if self.failures else ""
+            raise BenchError(f"unknown {self.kind} '{name}'{hint}; `bench list` shows the registered ones{failed}")
+        return self.factories[name]
+
+
+ARCHITECTURES = Registry("architecture", "architectures", "cryoet_bench.architectures")
+POSTPROCESSING = Registry("post-processing step", "benchmark.postprocessing", "cryoet_bench.postprocessing")
+
+register = ARCHITECTURES.register
+register_postprocess = POSTPROCESSING.register

@@ -1,0 +1,103 @@
+"""The results store: results/<suite>/<UTC timestamp>_<git sha>/ with a manifest and tidy tables."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.errors import BenchError
+from benchmark.files import write_csv, write_json
+
+RESULTS_ROOT = Path("results")
+TABLES = {
+    "scores": ["architecture", "seed", "split", "particle_type", "precision", "recall", "f1", "f4", "tp", "fp", "fn"],
+    "resources": [
+        "architecture", "seed", "device", "epochs", "epoch_seconds_median", "epoch_seconds_iqr",
+        "infer_seconds_per_tomogram", "infer_seconds_per_tomogram_iqr", "infer_seconds_per_slice",
+        "peak_memory_gb", "memory_kind", "infer_peak_memory_gb", "nvml_peak_memory_gb", "train_seconds",
+    ],
+    "thresholds": ["architecture", "seed", "particle_type", "threshold", "val_f4", "references"],
+}  # fmt: skip
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def job_id(architecture: str, seed: int) -> str:
+    """The key of one (architecture, seed) job."""
+    return f"{architecture}-seed{seed}"
+
+
+class ResultsStore:
+    """One results folder: manifest.json, scores.csv, resources.csv, thresholds.csv, predictions/, jobs/."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    @classmethod
+    def create(cls, suite: str, short_sha: str | None, root: Path = RESULTS_ROOT) -> ResultsStore:
+        """A new, empty folder named by the UTC time and the git short sha."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        folder = root / suite / f"{stamp}_{short_sha or 'nogit'}"
+        folder.mkdir(parents=True, exist_ok=False)
+        return cls(folder)
+
+    @classmethod
+    def open(cls, folder: Path) -> ResultsStore:
+        """An existing folder, which must hold a manifest."""
+        store = cls(folder)
+        if not (store.folder / "manifest.json").is_file():
+            raise BenchError(f"'{folder}' is not a results folder (no manifest.json); pass one made by bench run")
+        return store
+
+    @classmethod
+    def latest(cls, suite: str, root: Path = RESULTS_ROOT) -> ResultsStore:
+        """The newest results folder of a suite."""
+        folders = sorted(p for p in (root / suite).glob("*_*") if (p / "manifest.json").is_file())
+        if not folders:
+            raise BenchError(f"no results for suite '{suite}' under {root}/; run: bench run --suite {suite}")
+        return cls(folders[-1])
+
+    @property
+    def manifest(self) -> dict:
+        """The manifest as stored."""
+        try:
+            return json.loads((self.folder / "manifest.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise BenchError(f"cannot read {self.folder}/manifest.json ({err}); the folder is damaged") from None
+
+    def write_manifest(self, manifest: dict) -> None:
+        """Replace the manifest atomically, stamping the update time."""
+        write_json(self.folder / "manifest.json", {**manifest, "updated": utc_now()})
+
+    def update_job(self, key: str, **fields: object) -> None:
+        """Merge fields into one job's manifest entry."""
+        manifest = self.manifest
+        manifest["jobs"][key] = {**manifest["jobs"].get(key, {}), **fields}
+        self.write_manifest(manifest)
+
+    def job_dir(self, key: str) -> Path:
+        """Working folder of one job: its spec, result, log and saved model."""
+        return self.folder / "jobs" / key
+
+    def predictions_dir(self, architecture: str, seed: int) -> Path:
+        """Where a job's per-run competition CSVs and scored candidates go."""
+        return self.folder / "predictions" / architecture / f"seed{seed}"
+
+    def table(self, name: str) -> pd.DataFrame:
+        """One of the tidy tables (empty with its columns when nothing is stored yet)."""
+        path = self.folder / f"{name}.csv"
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=TABLES[name])
+
+    def replace_rows(self, name: str, architecture: str, seed: int, rows: list[dict]) -> None:
+        """Store a job's rows of a table, replacing any earlier rows of the same job."""
+        table = self.table(name)
+        table = table[~((table["architecture"] == architecture) & (table["seed"] == seed))]
+        new = pd.DataFrame(rows, columns=TABLES[name])
+        table = new if table.empty else pd.concat([table, new], ignore_index=True)
+        write_csv(self.folder / f"{name}.csv", table.sort_values(["architecture", "seed"], kind="stable"))

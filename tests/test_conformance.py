@@ -1,0 +1,73 @@
+"""Conformance tests generated for every registered architecture (TorchBench-style), on the smoke dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmark.coords import XYZ, inside_volume
+from benchmark.data import Project
+from benchmark.interface import PREDICTION_COLUMNS, Tracker, check_predictions
+from benchmark.job import build, load_samples, seed_everything
+from benchmark.registry import ARCHITECTURES
+from benchmark.suite import ArchitectureSpec, load_suite
+
+SMOKE = load_suite("smoke")
+SMOKE_CONFIGS = {spec.name: spec for spec in SMOKE.architectures}
+
+
+class Fitted:
+    """One architecture fitted on the smoke split, with its first predictions."""
+
+    def __init__(self, name: str, config: Path):
+        self.project = Project(config)
+        self.spec = SMOKE_CONFIGS.get(name, ArchitectureSpec(name))
+        self.train = load_samples(self.project, SMOKE.split.train, SMOKE.data)
+        self.val = load_samples(self.project, SMOKE.split.val, SMOKE.data)
+        self.test = load_samples(self.project, SMOKE.split.test, SMOKE.data)
+        self.model, self.tracker = self.fit(seed=0)
+        self.predictions = self.model.predict(self.test[0].tomogram)
+
+    def fit(self, seed: int):
+        """Seed as the runner does, build and fit within the smoke suite's budget."""
+        seed_everything(seed)
+        model = build(self.spec, self.project, "cpu", seed)
+        tracker = Tracker(SMOKE.budget)
+        model.fit(self.train, self.val, SMOKE.budget, tracker)
+        return model, tracker
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES.names())
+def fitted(request, smoke_config) -> Fitted:
+    """Each registered architecture, fitted once per module."""
+    return Fitted(request.param, smoke_config)
+
+
+def test_fit_reports_epochs_within_the_budget(fitted):
+    assert 1 <= len(fitted.tracker.epoch_seconds) <= SMOKE.budget.epochs
+    assert all(seconds >= 0 for seconds in fitted.tracker.epoch_seconds)
+
+
+def test_predicts_angstrom_picks_with_scores_inside_the_volume(fitted):
+    tomogram = fitted.test[0].tomogram
+    picks = check_predictions(fitted.predictions, fitted.spec.name, tomogram, fitted.project.particles)
+    assert list(picks.columns) == PREDICTION_COLUMNS
+    assert not picks.empty, "a fitted model should propose candidates; the runner applies thresholds"
+    assert inside_volume(picks[XYZ].to_numpy(), tomogram.shape, tomogram.voxel_size).all()
+    assert set(picks["particle_type"]) <= set(fitted.project.particles.names)
+    # Å, not voxels: the picks spread over the physical extent of the volume, not its index range
+    assert picks[XYZ].to_numpy().max() > max(tomogram.shape)
+
+
+def test_save_then_load_gives_identical_predictions(fitted, tmp_path):
+    fitted.model.save(tmp_path / "model")
+    restored = build(fitted.spec, fitted.project, "cpu", seed=123)
+    restored.load(tmp_path / "model")
+    pd.testing.assert_frame_equal(restored.predict(fitted.test[0].tomogram), fitted.predictions)
+
+
+def test_same_seed_gives_identical_predictions_on_cpu(fitted):
+    again, _ = fitted.fit(seed=0)
+    pd.testing.assert_frame_equal(again.predict(fitted.test[0].tomogram), fitted.predictions)

@@ -1,0 +1,185 @@
+"""`bench run` / `bench report` / `bench list` end to end on the smoke suite, plug-ins included."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import copick
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from benchmark.cli import cli
+from benchmark.results import TABLES, ResultsStore
+
+PLUGINS = Path(__file__).parent / "plugins"
+BENCH = Path(sys.prefix) / "bin" / "bench"
+
+
+def bench(*args) -> object:
+    """Run the CLI in-process."""
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def bench_process(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed console script, as a user would."""
+    return subprocess.run(
+        [BENCH, *map(str, args)], capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_run(smoke_config, tmp_path_factory) -> ResultsStore:
+    """One finished smoke suite run with two seeds."""
+    root = tmp_path_factory.mktemp("results")
+    result = bench("run", "--suite", "smoke", "--results", root, "--seeds", "0,1")
+    assert result.exit_code == 0, result.output
+    return ResultsStore.latest("smoke", root)
+
+
+def test_run_writes_manifest_tables_and_predictions(smoke_run, smoke_config):
+    manifest = smoke_run.manifest
+    assert smoke_run.folder.name.endswith(manifest["environment"]["git"]["short"] or "nogit")
+    assert manifest["suite"]["name"] == "smoke" and len(manifest["suite"]["sha256"]) == 64
+    assert manifest["data"]["synthetic"] is True and manifest["data"]["preset"] == "smoke"
+    assert manifest["split"]["test"] == ["TS_5_4", "TS_69_2"]
+    assert manifest["seeds"] == [0, 1]
+    assert manifest["environment"]["device_name"].startswith("CPU")
+    assert manifest["environment"]["libraries"]["torch"]
+    assert "bench run --suite smoke" in manifest["command"]
+    assert {job["status"] for job in manifest["jobs"].values()} == {"ok"}
+
+    scores = smoke_run.table("scores")
+    assert list(scores.columns) == TABLES["scores"]
+    weighted = scores[scores["particle_type"] == "weighted"]
+    assert sorted(zip(weighted["seed"], weighted["split"], strict=True)) == [
+        (0, "test"), (0, "val"), (1, "test"), (1, "val")
+    ]  # fmt: skip
+    assert weighted["f4"].between(0, 1).all()
+    resources = smoke_run.table("resources")
+    assert list(resources.columns) == TABLES["resources"]
+    assert (resources["memory_kind"] == "cpu-rss").all() and (resources["peak_memory_gb"] > 0).all()
+    per_slice = resources["infer_seconds_per_slice"].to_numpy()
+    assert per_slice * 48 == pytest.approx(resources["infer_seconds_per_tomogram"].to_numpy())  # 48 z slices
+
+    predictions = smoke_run.predictions_dir("classical-log", 0)
+    for run in ("TS_86_3", "TS_5_4", "TS_69_2"):
+        assert (predictions / f"{run}.csv").read_text().startswith("id,experiment,particle_type,x,y,z")
+    stored = copick.from_file(str(smoke_config)).get_run("TS_5_4").get_picks(user_id="bench-classical-log")
+    assert stored and all(p.session_id != "0" for p in stored)
+
+
+def test_report_renders_three_tables_and_plots(smoke_run, tmp_path):
+    result = bench("report", "--results", smoke_run.folder, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    readme = (tmp_path / "README.md").read_text()
+    for heading in ("Per-particle results", "Comparative summary", "Computational requirements"):
+        assert f"## {heading}" in readme
+    assert "±" in readme  # two seeds: mean ± std
+    assert "CPU" in readme
+    for plot in ("f4_per_particle.png", "f4_vs_latency.png", "f4_vs_memory.png"):
+        assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_redoes_only_unfinished_jobs(smoke_run):
+    done = smoke_run.job_dir("classical-log-seed0") / "result.json"
+    before = done.stat().st_mtime_ns
+    smoke_run.update_job("classical-log-seed1", status="interrupted")
+    scores = smoke_run.table("scores")
+    scores[scores["seed"] == 0].to_csv(smoke_run.folder / "scores.csv", index=False)
+
+    result = bench("run", "--suite", "smoke", "--resume", smoke_run.folder)
+    assert result.exit_code == 0, result.output
+    assert done.stat().st_mtime_ns == before
+    assert smoke_run.manifest["jobs"]["classical-log-seed1"]["status"] == "ok"
+    assert sorted(smoke_run.table("scores")["seed"].unique()) == [0, 1]
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    """Non-zero exit and a final 'Error:' line naming the problem, no traceback."""
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: ")
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+def test_resume_refuses_a_folder_of_another_suite(smoke_run):
+    result = bench("run", "--suite", "demo", "--resume", smoke_run.folder)
+    assert_one_line_error(result, "suite 'smoke', not 'demo'")
+
+
+def test_unknown_suite_and_architecture_suggest_close_names(tmp_path):
+    assert_one_line_error(bench("run", "--suite", "smok"), "unknown suite 'smok'", "did you mean smoke")
+    assert_one_line_error(bench("run", "--suite", "smoke", "--arch", "classical-lg"), "did you mean classical-log")
+    suite = tmp_path / "typo.yaml"
+    suite.write_text(Path("suites/smoke.yaml").read_text().replace("name: classical-log", "name: clasical-log"))
+    assert_one_line_error(bench("run", "--suite", suite), "unknown architecture 'clasical-log'", "classical-log")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda text: text.replace("  val: [TS_86_3]\n", ""), "missing field 'split.val'"),
+        (lambda text: text.replace("budget:\n  epochs: 1", "budget: {}"), "needs 'epochs' or 'minutes'"),
+        (lambda text: text + "extra_field: 1\n", "unknown field(s) extra_field"),
+        (lambda text: text.replace("device: cpu", "device: [cpu"), "not valid YAML"),
+    ],
+)
+def test_bad_suite_files(tmp_path, edit, message):
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(edit(Path("suites/smoke.yaml").read_text()))
+    assert_one_line_error(bench("run", "--suite", suite), message)
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory) -> str:
+    """The example and the faulty plug-in packages, pip-installed into a folder put on PYTHONPATH."""
+    target, sources = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("sources")
+    for package in ("example_plugin", "faulty_plugin"):
+        source = shutil.copytree(PLUGINS / package, sources / package)  # keep build debris out of the checkout
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+             "--target", str(target), str(source)],
+            check=True,
+        )  # fmt: skip
+    return str(target)
+
+
+def test_list_shows_third_party_plugins_and_skips_broken_ones(plugin_path):
+    result = bench_process("list", env={"PYTHONPATH": plugin_path})
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert rows["example-smooth-minima"].endswith("from cryoet-bench-example")
+    assert rows["classical-log"].endswith("from cryoet-bench")
+    assert "smoke" in rows and "nms" in rows
+    assert result.stderr.strip().splitlines() == [
+        "warning: architecture plug-in 'faulty-import' failed to import and was skipped: "
+        "ModuleNotFoundError: No module named 'a_dependency_that_is_not_installed'"
+    ]
+    assert "example-smooth-minima" in bench_process("list", "example-*", env={"PYTHONPATH": plugin_path}).stdout
+
+
+def test_run_records_failing_plugins_and_keeps_the_rest(plugin_path, smoke_config, tmp_path):
+    suite = tmp_path / "plugins.yaml"
+    text = Path("suites/smoke.yaml").read_text().replace("name: smoke", "name: plugins")
+    entries = "".join(f"  - name: {name}\n" for name in ("faulty-columns", "faulty-raises", "faulty-dies"))
+    suite.write_text(text.split("architectures:")[0] + "architectures:\n  - name: example-smooth-minima\n" + entries)
+    result = bench_process("run", "--suite", suite, "--results", tmp_path, env={"PYTHONPATH": plugin_path})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: 3 job(s) failed")
+    assert "Traceback" not in result.stderr
+    jobs = ResultsStore.latest("plugins", tmp_path).manifest["jobs"]
+    assert jobs["example-smooth-minima-seed0"]["status"] == "ok"
+    assert "predict() returned columns ['label', 'z', 'y', 'x']" in jobs["faulty-columns-seed0"]["error"]
+    assert jobs["faulty-raises-seed0"]["error"] == "RuntimeError: simulated CUDA out of memory"
+    assert "killed by SIGKILL" in jobs["faulty-dies-seed0"]["error"]
+    scores = pd.read_csv(ResultsStore.latest("plugins", tmp_path).folder / "scores.csv")
+    assert set(scores["architecture"]) == {"example-smooth-minima"}
+    json.loads((ResultsStore.latest("plugins", tmp_path).folder / "manifest.json").read_text())
