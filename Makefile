@@ -4,9 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The stamp names the checkout, so a venv kept outside the clone (CI) re-links the project when the clone moves.
 STAMP := $(VENV)/.installed-$(shell printf '%s' "$(CURDIR)" | cksum | cut -d' ' -f1)
-DEMO_DIR ?= data/demo
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test bench lint format clean
 
 install: $(STAMP)
 
@@ -16,12 +15,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-demo: $(STAMP)  ## the main job on the embedded synthetic dataset
-	$(BIN)/bench data synth --preset demo --out $(DEMO_DIR)
-	$(BIN)/bench data info --data $(DEMO_DIR)/copick.json
+demo: $(STAMP)  ## the main job: every architecture on the embedded synthetic dataset, then the report
+	$(BIN)/bench run --suite demo
+	$(BIN)/bench report --suite demo
 
 test: $(STAMP) lint  ## lint, then the whole test suite
 	$(BIN)/python -m pytest
+
+bench: $(STAMP)  ## pytest-benchmark regressions, compared with the last saved run when there is one
+	$(BIN)/python -m pytest benchmarks --benchmark-autosave $(if $(wildcard .benchmarks),--benchmark-compare --benchmark-compare-fail=median:25%)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -32,4 +34,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache data
+	rm -rf $(VENV) .pytest_cache .ruff_cache

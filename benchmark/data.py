@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import json
 import warnings
 from dataclasses import dataclass
@@ -158,9 +159,12 @@ class Project:
         session_id: str = GROUND_TRUTH[1],
         shape_check: Tomogram | None = None,
     ) -> pd.DataFrame:
-        """Picks of one (user_id, session_id) as a table of Å (x, y, z); warns about picks outside the volume."""
+        """Picks of a user and session (wildcards allowed: the Data Portal gives each annotation a session id)
+        as a table of Å (x, y, z); warns about picks outside the volume."""
         frames = []
-        for picks in self.run(run).get_picks(user_id=user_id, session_id=session_id):
+        for picks in self.run(run).get_picks(user_id=user_id):
+            if not fnmatch.fnmatchcase(picks.session_id, session_id):
+                continue
             self.particles.check_names([picks.pickable_object_name], f"picks file {_picks_location(picks)}")
             xyz = _load_positions(picks)
             frame = pd.DataFrame(xyz, columns=XYZ)

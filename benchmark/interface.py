@@ -58,11 +58,12 @@ class Tracker:
     progress: Callable[[int, dict[str, float]], None] | None = None
 
     def epochs(self) -> Iterator[int]:
-        """Yield epoch indices while the budget lasts, timing each loop body as one epoch."""
+        """Yield epoch indices while the budget lasts (at least one), timing each loop body as one epoch."""
         start = time.perf_counter()
         epoch = 0
         while self.budget.epochs is None or epoch < self.budget.epochs:
-            if self.budget.minutes is not None and time.perf_counter() - start >= 60 * self.budget.minutes:
+            spent = time.perf_counter() - start
+            if epoch and self.budget.minutes is not None and spent >= 60 * self.budget.minutes:
                 return
             self.synchronize()
             begin = time.perf_counter()

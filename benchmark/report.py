@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from benchmark.errors import BenchError
 from benchmark.files import write_text
 from benchmark.particles import COMPETITION_WEIGHTS
 from benchmark.results import ResultsStore
@@ -15,28 +16,163 @@ from benchmark.results import ResultsStore
 METRICS = ["precision", "recall", "f1", "f4"]
 
 
-def build_report(store: ResultsStore, out: Path) -> list[Path]:
-    """Write README.md and the plots for one results folder into `out`; returns the written paths."""
-    manifest = store.manifest
-    scores = store.table("scores")
-    resources = store.table("resources")
+README_START = "<!-- bench-report:{suite}:start -->"
+README_END = "<!-- bench-report:{suite}:end -->"
+
+
+def build_report(store: ResultsStore, out: Path, readme: Path | None = None) -> list[Path]:
+    """Write README.md and the plots for one results folder into `out` (and the summary into `readme`)."""
+    report = Report(store)
     out.mkdir(parents=True, exist_ok=True)
-    test = scores[scores["split"] == "test"]
-    per_type = test[test["particle_type"] != "weighted"]
-    weighted = test[test["particle_type"] == "weighted"]
-    order = list(weighted.groupby("architecture")["f4"].mean().sort_values(ascending=False).index)
-    cpu = manifest["device"] == "cpu"
-    plots = {
-        "f4_per_particle.png": _plot_per_particle(per_type, order),
-        "f4_vs_latency.png": _plot_tradeoff(weighted, resources, "infer_seconds_per_slice", _latency_label(cpu), order),
-        "f4_vs_memory.png": _plot_tradeoff(weighted, resources, "peak_memory_gb", _memory_label(resources), order),
-    }
     written = []
-    for name, figure in plots.items():
+    for name, figure in report.plots().items():
         figure.savefig(out / name, dpi=120, bbox_inches="tight")
         written.append(out / name)
-    write_text(out / "README.md", _markdown(manifest, store, per_type, weighted, resources, order, list(plots)))
-    return [*written, out / "README.md"]
+    write_text(out / "README.md", report.markdown([p.name for p in written]))
+    written.append(out / "README.md")
+    if readme is not None:
+        update_readme(readme, report, out)
+        written.append(readme)
+    return written
+
+
+class Report:
+    """The tables and plots of one results folder, from its stored tables and manifest only."""
+
+    def __init__(self, store: ResultsStore):
+        self.store = store
+        self.manifest = store.manifest
+        self.resources = store.table("resources")
+        test = store.table("scores").query("split == 'test'")
+        self.per_type = test[test["particle_type"] != "weighted"]
+        self.weighted = test[test["particle_type"] == "weighted"]
+        self.order = list(self.weighted.groupby("architecture")["f4"].mean().sort_values(ascending=False).index)
+
+    def per_particle_table(self) -> str:
+        """Table 1: precision, recall, F1 and F4 per particle type and architecture."""
+        rows = []
+        for particle in dict.fromkeys(self.per_type["particle_type"]):
+            for arch in self.order:
+                found = self.per_type[
+                    (self.per_type["particle_type"] == particle) & (self.per_type["architecture"] == arch)
+                ]
+                if not found.empty:
+                    rows.append([particle, arch, *[_mean_std(found[m]) for m in METRICS]])
+        return _markdown_table(rows, ["Particle", "Architecture", "Precision", "Recall", "F1", "F4"])
+
+    def summary_table(self) -> str:
+        """Table 2: mean recall, precision and F4 over the scored types, and the competition score."""
+        weights = self.per_type["particle_type"].map(lambda name: COMPETITION_WEIGHTS.get(name, 1.0))
+        scored = self.per_type[weights > 0]
+        rows = []
+        for arch in self.order:
+            means = scored[scored["architecture"] == arch].groupby("seed")[["recall", "precision", "f4"]].mean()
+            competition = self.weighted.loc[self.weighted["architecture"] == arch, "f4"]
+            rows.append([arch, *[_mean_std(means[m]) for m in ("recall", "precision", "f4")],
+                         f"**{_mean_std(competition)}**"])  # fmt: skip
+        return _markdown_table(rows, ["Architecture", "Recall", "Precision", "Mean F4", "Competition score"])
+
+    def resources_table(self) -> str:
+        """Table 3: peak memory, time per epoch and inference time per tomogram and per slice."""
+        rows = []
+        for arch in self.order:
+            found = self.resources[self.resources["architecture"] == arch]
+            rows.append([
+                arch,
+                f"{_mean_std(found['peak_memory_gb'], 2)} ({found['memory_kind'].iloc[0]})",
+                _mean_std(found["epoch_seconds_median"], 1),
+                _mean_std(found["epochs"], 0),
+                _mean_std(found["infer_seconds_per_tomogram"], 2),
+                _mean_std(found["infer_seconds_per_slice"], 4),
+                _mean_std(found["infer_peak_memory_gb"], 2),
+            ])  # fmt: skip
+        header = ["Architecture", "Peak memory (GB)", "Time per epoch (s)", "Epochs", "Inference per tomogram (s)",
+                  "Inference per slice (s)", "Inference peak memory (GB)"]  # fmt: skip
+        return _markdown_table(rows, header)
+
+    def conditions(self) -> list[str]:
+        """Bullet lines stating the data, split, budget, seeds, device and code of the run."""
+        manifest, data = self.manifest, self.manifest["data"]
+        environment, git = manifest["environment"], manifest["environment"]["git"]
+        if data.get("synthetic"):
+            source = f"synthetic preset `{data['preset']}` (seed {data['seed']})"
+        else:
+            source = f"`{data['config']}`"
+        budget = ", ".join(f"{k} {v}" for k, v in manifest["budget"].items() if v is not None)
+        seeds = ", ".join(map(str, manifest["seeds"]))
+        return [
+            f"- Data: {source}; tomogram type `{data['tomo_type']}`, voxel size {data['voxel_size']} Å",
+            f"- Split: train {', '.join(manifest['split']['train'])}; val {', '.join(manifest['split']['val'])} "
+            f"(score thresholds tuned here, then frozen); test {', '.join(manifest['split']['test'])} (reported)",
+            f"- Budget: {budget}; seeds: {seeds}" + (" (mean ± std over seeds)" if len(manifest["seeds"]) > 1 else ""),
+            f"- Device: {environment['device_name']}; torch {environment['libraries']['torch']}; "
+            f"commit {git['short']}{' (uncommitted changes)' if git['dirty'] else ''}; run {manifest['created']}",
+        ]
+
+    def markdown(self, plots: list[str]) -> str:
+        """The report's README: conditions, the three tables, the plots, failed jobs."""
+        failed = [
+            f"- `{key}`: {job.get('error')}" for key, job in self.manifest["jobs"].items() if job["status"] != "ok"
+        ]
+        device = self.manifest["environment"]["device_name"]
+        return "\n".join(
+            [
+                f"# Suite `{self.manifest['suite']['name']}`",
+                "",
+                f"Generated by `bench report` from `{self.store.folder}`; do not edit by hand.",
+                "",
+                *self.conditions(),
+                "",
+                "## Per-particle results (test runs)",
+                "",
+                self.per_particle_table(),
+                "",
+                "## Comparative summary (test runs)",
+                "",
+                "Recall, precision and F4 are means over the scored particle types (weight > 0); the competition "
+                "score is the weighted F4 (weights 1/0/2/1/2/1, divided by 7).",
+                "",
+                self.summary_table(),
+                "",
+                "## Computational requirements",
+                "",
+                f"Measured on {device}. Peak memory during training; inference timed after a warm-up on the "
+                "validation runs, median over the test tomograms; per slice = per tomogram / z slices.",
+                "",
+                self.resources_table(),
+                "",
+                "## Plots",
+                "",
+                *[f"![{name}]({name})" for name in plots],
+                "",
+                *(["## Failed jobs", "", *failed, ""] if failed else []),
+            ]
+        )
+
+    def plots(self) -> dict[str, Figure]:
+        """The three figures, by file name."""
+        cpu = self.manifest["device"] == "cpu"
+        return {
+            "f4_per_particle.png": _plot_per_particle(self.per_type, self.order),
+            "f4_vs_latency.png": _plot_tradeoff(
+                self.weighted, self.resources, "infer_seconds_per_slice", _latency_label(cpu), self.order
+            ),
+            "f4_vs_memory.png": _plot_tradeoff(
+                self.weighted, self.resources, "peak_memory_gb", _memory_label(self.resources), self.order
+            ),
+        }
+
+
+def update_readme(readme: Path, report: Report, out: Path) -> None:
+    """Replace the block between the suite's markers in a README with the summary table and conditions."""
+    suite = report.manifest["suite"]["name"]
+    start, end = README_START.format(suite=suite), README_END.format(suite=suite)
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise BenchError(f"{readme} has no '{start}' ... '{end}' block; add the two marker lines where the table goes")
+    block = "\n".join([start, report.summary_table(), "", *report.conditions(), "",
+                       f"Full report: [{out}/README.md]({out}/README.md)", end])  # fmt: skip
+    write_text(readme, text[: text.index(start)] + block + text[text.index(end) + len(end) :])
 
 
 def _mean_std(values: pd.Series, digits: int = 3) -> str:
@@ -53,94 +189,6 @@ def _markdown_table(rows: list[list[str]], header: list[str]) -> str:
     """A GitHub-flavoured markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def _markdown(manifest, store, per_type, weighted, resources, order, plots) -> str:
-    """The report's README: conditions, the three tables, the plots, failed jobs."""
-    data = manifest["data"]
-    source = (
-        f"synthetic preset `{data['preset']}` (seed {data['seed']})" if data.get("synthetic") else f"`{data['config']}`"
-    )
-    environment = manifest["environment"]
-    git = environment["git"]
-    budget = ", ".join(f"{k} {v}" for k, v in manifest["budget"].items() if v is not None)
-    particles = list(dict.fromkeys(per_type["particle_type"]))
-    table1 = [
-        [particle, arch, *[_mean_std(rows[m]) for m in METRICS]]
-        for particle in particles
-        for arch in order
-        if not (rows := per_type[(per_type["particle_type"] == particle) & (per_type["architecture"] == arch)]).empty
-    ]
-    scored = per_type[per_type["particle_type"].map(lambda name: COMPETITION_WEIGHTS.get(name, 1.0)) > 0]
-    table2 = []
-    for arch in order:
-        means = scored[scored["architecture"] == arch].groupby("seed")[["recall", "precision", "f4"]].mean()
-        competition = weighted.loc[weighted["architecture"] == arch, "f4"]
-        table2.append(
-            [
-                arch,
-                _mean_std(means["recall"]),
-                _mean_std(means["precision"]),
-                _mean_std(means["f4"]),
-                f"**{_mean_std(competition)}**",
-            ]
-        )
-    table3 = []
-    for arch in order:
-        rows = resources[resources["architecture"] == arch]
-        table3.append([
-            arch,
-            f"{_mean_std(rows['peak_memory_gb'], 2)} ({rows['memory_kind'].iloc[0]})",
-            _mean_std(rows["epoch_seconds_median"], 1),
-            _mean_std(rows["epochs"], 0),
-            _mean_std(rows["infer_seconds_per_tomogram"], 2),
-            _mean_std(rows["infer_seconds_per_slice"], 4),
-            _mean_std(rows["infer_peak_memory_gb"], 2),
-        ])  # fmt: skip
-    failed = [f"- `{key}`: {job.get('error')}" for key, job in manifest["jobs"].items() if job["status"] != "ok"]
-    device = environment["device_name"]
-    return "\n".join(
-        [
-            f"# Suite `{manifest['suite']['name']}`",
-            "",
-            "Generated by `bench report` from "
-            f"`{store.folder}`; do not edit by hand.",
-            "",
-            f"- Data: {source}; tomogram type `{data['tomo_type']}`, voxel size {data['voxel_size']} Å",
-            f"- Split: train {', '.join(manifest['split']['train'])}; val {', '.join(manifest['split']['val'])} "
-            f"(score thresholds tuned here, then frozen); test {', '.join(manifest['split']['test'])} (reported)",
-            f"- Budget: {budget}; seeds: {', '.join(map(str, manifest['seeds']))}"
-            + (" (tables show mean ± std over seeds)" if len(manifest["seeds"]) > 1 else ""),
-            f"- Device: {device}; torch {environment['libraries']['torch']}, "
-            f"commit {git['short']}{' (uncommitted changes)' if git['dirty'] else ''}; run {manifest['created']}",
-            "",
-            "## Per-particle results (test runs)",
-            "",
-            _markdown_table(table1, ["Particle", "Architecture", "Precision", "Recall", "F1", "F4"]),
-            "",
-            "## Comparative summary (test runs)",
-            "",
-            "Recall, precision and F4 are means over the scored particle types (weight > 0); the competition "
-            "score is the weighted F4 (weights 1/0/2/1/2/1, divided by 7).",
-            "",
-            _markdown_table(table2, ["Architecture", "Recall", "Precision", "Mean F4", "Competition score"]),
-            "",
-            "## Computational requirements",
-            "",
-            f"Measured on {device}. Peak memory during training; inference timed after a warm-up on the "
-            "validation runs, median over the test tomograms, per slice = per tomogram / z slices.",
-            "",
-            _markdown_table(table3, ["Architecture", "Peak memory (GB)", "Time per epoch (s)", "Epochs",
-                                     "Inference per tomogram (s)", "Inference per slice (s)",
-                                     "Inference peak memory (GB)"]),
-            "",
-            "## Plots",
-            "",
-            *[f"![{name}]({name})" for name in plots],
-            "",
-            *(["## Failed jobs", "", *failed, ""] if failed else []),
-        ]
-    )  # fmt: skip
 
 
 def _latency_label(cpu: bool) -> str:
@@ -167,7 +215,8 @@ def _plot_per_particle(per_type: pd.DataFrame, order: list[str]) -> Figure:
         ]
         x = np.arange(len(particles)) + (i - (len(order) - 1) / 2) * width
         ax.bar(x, [v["mean"] for v in values], width, yerr=[v["std"] for v in values], capsize=2, label=arch)
-    ax.set_xticks(np.arange(len(particles)), [p.replace("-", "-\n", 1) for p in particles], fontsize=8)
+    labels = [f"{p.replace('-', '-' + chr(10), 1)}\n(weight {COMPETITION_WEIGHTS.get(p, 1.0):g})" for p in particles]
+    ax.set_xticks(np.arange(len(particles)), labels, fontsize=8)
     ax.set_ylabel("F4 (test runs)")
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
@@ -191,6 +240,8 @@ def _plot_tradeoff(
         ax.annotate(arch, (x.mean(), y.mean()), textcoords="offset points", xytext=(6, 4), fontsize=8)
     if (joined[column] > 0).all() and joined[column].max() / max(joined[column].min(), 1e-12) > 20:
         ax.set_xscale("log")
+    else:
+        ax.set_xlim(left=0, right=1.15 * float(joined[column].max()))
     ax.set_xlabel(label)
     ax.set_ylabel("competition score (weighted F4, test)")
     ax.set_ylim(0, 1.05)

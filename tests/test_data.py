@@ -60,6 +60,10 @@ def test_ground_truth_reads_one_user_and_session_in_angstrom(copick_project):
     assert ribosome[["x", "y", "z"]].to_numpy().tolist() == [[100.0, 150.0, 80.0]]
     alice = project.ground_truth("TS_1", user_id="alice", session_id="7")
     assert alice[["experiment", "particle_type", "x"]].to_numpy().tolist() == [["TS_1", "ribosome", 1.0]]
+    run.new_picks("apo-ferritin", session_id="8", user_id="alice").from_numpy(np.array([[4.0, 5.0, 6.0]]))
+    project = Project(config)
+    assert len(project.ground_truth("TS_1", user_id="alice", session_id="8")) == 1
+    assert sorted(project.ground_truth("TS_1", user_id="alice", session_id="*")["x"]) == [1.0, 4.0]
 
 
 def test_solution_concatenates_runs(copick_project):

@@ -183,3 +183,16 @@ def test_run_records_failing_plugins_and_keeps_the_rest(plugin_path, smoke_confi
     scores = pd.read_csv(ResultsStore.latest("plugins", tmp_path).folder / "scores.csv")
     assert set(scores["architecture"]) == {"example-smooth-minima"}
     json.loads((ResultsStore.latest("plugins", tmp_path).folder / "manifest.json").read_text())
+
+
+def test_report_refreshes_the_readme_block_between_markers(smoke_run, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench-report:smoke:start -->\nold table\n<!-- bench-report:smoke:end -->\noutro\n")
+    result = bench("report", "--results", smoke_run.folder, "--out", tmp_path / "r", "--readme", readme)
+    assert result.exit_code == 0, result.output
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- bench-report:smoke:start -->\n| Architecture | Recall |")
+    assert "old table" not in text and text.endswith("<!-- bench-report:smoke:end -->\noutro\n")
+    readme.write_text("no markers\n")
+    result = bench("report", "--results", smoke_run.folder, "--out", tmp_path / "r", "--readme", readme)
+    assert_one_line_error(result, "no '<!-- bench-report:smoke:start -->'")

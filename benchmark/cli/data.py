@@ -18,7 +18,7 @@ def data() -> None:
 @data.command()
 @data_option
 @click.option("--user-id", default="curation", show_default=True, help="Ground-truth user id.")
-@click.option("--session-id", default="0", show_default=True, help="Ground-truth session id.")
+@click.option("--session-id", default="0", show_default=True, help="Ground-truth session id (wildcards allowed).")
 @json_option
 def info(config: str, user_id: str, session_id: str, as_json: bool) -> None:
     """Per run: tomogram types and shapes, voxel size, ground-truth counts per particle type."""

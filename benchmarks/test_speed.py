@@ -1,0 +1,60 @@
+"""pytest-benchmark regressions: `make bench` saves a run and compares it with the previous one (25% on median)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.data import Project
+from benchmark.interface import Tracker
+from benchmark.job import build, load_samples
+from benchmark.particles import ParticleTable
+from benchmark.suite import load_suite
+from benchmark.synth import generate
+from metrics.fbeta import score_picks
+from metrics.thresholds import tune_thresholds
+
+PARTICLES = ParticleTable.czii()
+
+
+@pytest.fixture(scope="module")
+def picks() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A solution of 7 runs x 6 types x 50 references and 10x as many scored candidates."""
+    rng = np.random.default_rng(0)
+    rows = [(f"TS_{r}", p, *rng.uniform(0, 6000, 3)) for r in range(7) for p in PARTICLES.names for _ in range(50)]
+    solution = pd.DataFrame(rows, columns=["experiment", "particle_type", "x", "y", "z"])
+    candidates = pd.concat([solution] * 10, ignore_index=True)
+    candidates[["x", "y", "z"]] += rng.normal(0, 40, size=(len(candidates), 3))
+    return solution, candidates.assign(score=rng.random(len(candidates)))
+
+
+def test_score_picks(benchmark, picks):
+    solution, candidates = picks
+    result = benchmark(score_picks, solution, candidates, PARTICLES)
+    assert 0 < result.weighted <= 1
+
+
+def test_tune_thresholds(benchmark, picks):
+    solution, candidates = picks
+    thresholds = benchmark(tune_thresholds, solution, candidates, PARTICLES)
+    assert len(thresholds) == len(PARTICLES)
+
+
+def test_generate_smoke_dataset(benchmark, tmp_path):
+    outs = iter(range(100))
+    benchmark.pedantic(lambda: generate(tmp_path / str(next(outs)), "smoke", progress=False), rounds=3)
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in load_suite("smoke").architectures])
+def test_predict_smoke_tomogram(benchmark, smoke_config, name):
+    suite = load_suite("smoke")
+    spec = next(s for s in suite.architectures if s.name == name)
+    project = Project(smoke_config)
+    train, val, test = (
+        load_samples(project, runs, suite.data) for runs in (suite.split.train, suite.split.val, suite.split.test)
+    )
+    model = build(spec, project, "cpu", 0)
+    model.fit(train, val, suite.budget, Tracker(suite.budget))
+    picks = benchmark.pedantic(model.predict, args=(test[0].tomogram,), rounds=3, warmup_rounds=1)
+    assert not picks.empty
