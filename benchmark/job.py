@@ -28,7 +28,7 @@ from benchmark.registry import ARCHITECTURES
 from benchmark.submission import write_submission
 from benchmark.suite import ArchitectureSpec, DataSpec, Suite, load_suite
 from metrics.fbeta import score_picks
-from metrics.resources import PeakMemory, synchronizer
+from metrics.resources import MemoryReading, PeakMemory, synchronizer
 from metrics.thresholds import apply_thresholds, tune_thresholds
 
 
@@ -89,60 +89,20 @@ def predict_picks(model: Architecture, spec: ArchitectureSpec, sample: Sample, p
 
 def run_job(job: JobSpec) -> dict:
     """Fit, predict val (also the warm-up) then test (timed), tune on val, score; return the result rows."""
-    suite: Suite = load_suite(job.suite)
+    suite = load_suite(job.suite)
     spec = ArchitectureSpec(**job.architecture)
     project = Project(job.config)
     seed_everything(job.seed)
     splits = {name: load_samples(project, getattr(suite.split, name), suite.data) for name in ("train", "val", "test")}
     model = build(spec, project, job.device, job.seed)
-    sync = synchronizer(job.device)
-    tracker = Tracker(suite.budget, sync)
-    with tqdm(total=suite.budget.epochs, desc=f"{job.key} fit", unit="epoch", leave=False) as bar:
-
-        def show(epoch: int, logs: dict[str, float]) -> None:
-            bar.set_postfix(logs, refresh=False)
-            bar.update()
-
-        tracker.progress = show
-        with PeakMemory(job.device) as fit_memory:
-            started = time.perf_counter()
-            model.fit(splits["train"], splits["val"], suite.budget, tracker)
-            train_seconds = time.perf_counter() - started
+    tracker = Tracker(suite.budget, synchronizer(job.device))
+    fit_memory, train_seconds = _fit(model, splits, suite, tracker, job.key)
     model.save(Path(job.folder) / "model")
-
-    candidates, seconds = {"val": [], "test": []}, []
-    with tqdm(total=len(splits["val"]) + len(splits["test"]), desc=f"{job.key} predict", leave=False) as bar:
-        for sample in splits["val"]:  # the validation predictions double as the warm-up
-            candidates["val"].append(predict_picks(model, spec, sample, project))
-            bar.update()
-        with PeakMemory(job.device) as infer_memory:
-            for sample in splits["test"]:
-                sync()
-                started = time.perf_counter()
-                candidates["test"].append(predict_picks(model, spec, sample, project))
-                sync()
-                seconds.append(time.perf_counter() - started)
-                bar.update()
-
-    solutions = {name: pd.concat([s.picks for s in splits[name]], ignore_index=True) for name in ("val", "test")}
-    found = {name: pd.concat(candidates[name], ignore_index=True) for name in ("val", "test")}
-    thresholds = tune_thresholds(solutions["val"], found["val"], project.particles)
-    scores = []
-    out = Path(job.predictions)
-    for name in ("val", "test"):
-        picks = apply_thresholds(found[name], thresholds)
-        result = score_picks(solutions[name], picks, project.particles)
-        totals = result.per_type[["tp", "fp", "fn"]].sum().to_dict()
-        weighted = {"particle_type": "weighted", "f4": result.weighted, **totals}
-        scores += [{"split": name, **row} for row in [*result.per_type.to_dict("records"), weighted]]
-        for run in getattr(suite.split, name):
-            write_submission(picks[picks["experiment"] == run], out / f"{run}.csv")
-            if job.session_id is not None:
-                project.write_picks(run, picks[picks["experiment"] == run], spec.name, job.session_id)
-    write_csv(out / "candidates.csv", pd.concat(found.values(), ignore_index=True))
-
+    candidates, seconds, infer_memory = _predict(model, spec, splits, project, job)
+    thresholds = tune_thresholds(_truth(splits["val"]), candidates["val"], project.particles)
+    scores = _score_and_write(candidates, thresholds, splits, project, spec, job)
     epochs = np.asarray(tracker.epoch_seconds)
-    slices = np.mean([s.tomogram.shape[0] for s in splits["test"]])
+    per_slice = [t / s.tomogram.shape[0] for t, s in zip(seconds, splits["test"], strict=True)]
     resources = {
         "device": job.device,
         "epochs": len(epochs),
@@ -150,11 +110,11 @@ def run_job(job: JobSpec) -> dict:
         "epoch_seconds_iqr": _iqr(epochs),
         "infer_seconds_per_tomogram": float(np.median(seconds)),
         "infer_seconds_per_tomogram_iqr": _iqr(np.asarray(seconds)),
-        "infer_seconds_per_slice": float(np.median(seconds) / slices),
-        "peak_memory_gb": fit_memory.reading.peak_gb,
-        "memory_kind": fit_memory.reading.kind,
-        "infer_peak_memory_gb": infer_memory.reading.peak_gb,
-        "nvml_peak_memory_gb": _max_known(fit_memory.reading.nvml_peak_gb, infer_memory.reading.nvml_peak_gb),
+        "infer_seconds_per_slice": float(np.median(per_slice)),
+        "peak_memory_gb": fit_memory.peak_gb,
+        "memory_kind": fit_memory.kind,
+        "infer_peak_memory_gb": infer_memory.peak_gb,
+        "nvml_peak_memory_gb": _max_known(fit_memory.nvml_peak_gb, infer_memory.nvml_peak_gb),
         "train_seconds": train_seconds,
     }
     return {
@@ -165,6 +125,65 @@ def run_job(job: JobSpec) -> dict:
         "epoch_logs": tracker.logs,
         "environment": torch_state(job.device),
     }
+
+
+def _truth(samples: list[Sample]) -> pd.DataFrame:
+    """The ground truth of several samples in the competition's solution layout."""
+    return pd.concat([s.picks for s in samples], ignore_index=True)
+
+
+def _fit(model: Architecture, splits: dict, suite: Suite, tracker: Tracker, key: str) -> tuple[MemoryReading, float]:
+    """Fit under the memory probe with an epoch progress bar; returns the memory reading and the seconds."""
+    with tqdm(total=suite.budget.epochs, desc=f"{key} fit", unit="epoch", leave=False) as bar:
+
+        def show(epoch: int, logs: dict[str, float]) -> None:
+            bar.set_postfix(logs, refresh=False)
+            bar.update()
+
+        tracker.progress = show
+        with PeakMemory(model.device) as memory:
+            started = time.perf_counter()
+            model.fit(splits["train"], splits["val"], suite.budget, tracker)
+            seconds = time.perf_counter() - started
+    return memory.reading, seconds
+
+
+def _predict(model: Architecture, spec: ArchitectureSpec, splits: dict, project: Project, job: JobSpec) -> tuple:
+    """Candidates of the val runs (which double as the warm-up), then of the test runs, each one timed."""
+    sync = synchronizer(job.device)
+    candidates, seconds = {"val": [], "test": []}, []
+    with tqdm(total=len(splits["val"]) + len(splits["test"]), desc=f"{job.key} predict", leave=False) as bar:
+        for sample in splits["val"]:
+            candidates["val"].append(predict_picks(model, spec, sample, project))
+            bar.update()
+        with PeakMemory(job.device) as memory:
+            for sample in splits["test"]:
+                sync()
+                started = time.perf_counter()
+                candidates["test"].append(predict_picks(model, spec, sample, project))
+                sync()
+                seconds.append(time.perf_counter() - started)
+                bar.update()
+    return {k: pd.concat(v, ignore_index=True) for k, v in candidates.items()}, seconds, memory.reading
+
+
+def _score_and_write(candidates, thresholds, splits, project, spec, job) -> list[dict]:
+    """Score the thresholded picks of val and test; write per-run CSVs, the candidates and the copick picks."""
+    scores = []
+    out = Path(job.predictions)
+    for name in ("val", "test"):
+        picks = apply_thresholds(candidates[name], thresholds)
+        result = score_picks(_truth(splits[name]), picks, project.particles)
+        totals = result.per_type[["tp", "fp", "fn"]].sum().to_dict()
+        weighted = {"particle_type": "weighted", "f4": result.weighted, **totals}
+        scores += [{"split": name, **row} for row in [*result.per_type.to_dict("records"), weighted]]
+        for sample in splits[name]:
+            mine = picks[picks["experiment"] == sample.run]
+            write_submission(mine, out / f"{sample.run}.csv")
+            if job.session_id is not None:
+                project.write_picks(sample.run, mine, spec.name, job.session_id)
+    write_csv(out / "candidates.csv", pd.concat(candidates.values(), ignore_index=True))
+    return scores
 
 
 def _iqr(values: np.ndarray) -> float | None:
