@@ -50,4 +50,4 @@ def test_registering_two_factories_under_one_name_is_refused():
 
 
 def test_builtin_architectures_are_registered():
-    assert "classical-log" in ARCHITECTURES.names()
+    assert "matched-filter" in ARCHITECTURES.names()

@@ -67,10 +67,10 @@ def test_run_writes_manifest_tables_and_predictions(smoke_run, smoke_config):
     per_slice = resources["infer_seconds_per_slice"].to_numpy()
     assert per_slice * 48 == pytest.approx(resources["infer_seconds_per_tomogram"].to_numpy())  # 48 z slices
 
-    predictions = smoke_run.predictions_dir("classical-log", 0)
+    predictions = smoke_run.predictions_dir("matched-filter", 0)
     for run in ("TS_86_3", "TS_5_4", "TS_69_2"):
         assert (predictions / f"{run}.csv").read_text().startswith("id,experiment,particle_type,x,y,z")
-    stored = copick.from_file(str(smoke_config)).get_run("TS_5_4").get_picks(user_id="bench-classical-log")
+    stored = copick.from_file(str(smoke_config)).get_run("TS_5_4").get_picks(user_id="bench-matched-filter")
     assert stored and all(p.session_id != "0" for p in stored)
 
 
@@ -87,16 +87,16 @@ def test_report_renders_three_tables_and_plots(smoke_run, tmp_path):
 
 
 def test_resume_redoes_only_unfinished_jobs(smoke_run):
-    done = smoke_run.job_dir("classical-log-seed0") / "result.json"
+    done = smoke_run.job_dir("matched-filter-seed0") / "result.json"
     before = done.stat().st_mtime_ns
-    smoke_run.update_job("classical-log-seed1", status="interrupted")
+    smoke_run.update_job("matched-filter-seed1", status="interrupted")
     scores = smoke_run.table("scores")
     scores[scores["seed"] == 0].to_csv(smoke_run.folder / "scores.csv", index=False)
 
     result = bench("run", "--suite", "smoke", "--resume", smoke_run.folder)
     assert result.exit_code == 0, result.output
     assert done.stat().st_mtime_ns == before
-    assert smoke_run.manifest["jobs"]["classical-log-seed1"]["status"] == "ok"
+    assert smoke_run.manifest["jobs"]["matched-filter-seed1"]["status"] == "ok"
     assert sorted(smoke_run.table("scores")["seed"].unique()) == [0, 1]
 
 
@@ -117,10 +117,10 @@ def test_resume_refuses_a_folder_of_another_suite(smoke_run):
 
 def test_unknown_suite_and_architecture_suggest_close_names(tmp_path):
     assert_one_line_error(bench("run", "--suite", "smok"), "unknown suite 'smok'", "did you mean smoke")
-    assert_one_line_error(bench("run", "--suite", "smoke", "--arch", "classical-lg"), "did you mean classical-log")
+    assert_one_line_error(bench("run", "--suite", "smoke", "--arch", "matched-filtr"), "did you mean matched-filter")
     suite = tmp_path / "typo.yaml"
-    suite.write_text(Path("suites/smoke.yaml").read_text().replace("name: classical-log", "name: clasical-log"))
-    assert_one_line_error(bench("run", "--suite", suite), "unknown architecture 'clasical-log'", "classical-log")
+    suite.write_text(Path("suites/smoke.yaml").read_text().replace("name: matched-filter", "name: matched-filtre"))
+    assert_one_line_error(bench("run", "--suite", suite), "unknown architecture 'matched-filtre'", "matched-filter")
 
 
 @pytest.mark.parametrize(
@@ -157,7 +157,7 @@ def test_list_shows_third_party_plugins_and_skips_broken_ones(plugin_path):
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
     assert rows["example-smooth-minima"].endswith("from cryoet-bench-example")
-    assert rows["classical-log"].endswith("from cryoet-bench")
+    assert rows["matched-filter"].endswith("from cryoet-bench")
     assert "smoke" in rows and "nms" in rows
     assert result.stderr.strip().splitlines() == [
         "warning: architecture plug-in 'faulty-import' failed to import and was skipped: "
