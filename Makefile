@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)  ## the main job: every architecture on the embedded synthetic dataset, then the report
 	$(BIN)/bench run --suite demo
-	$(BIN)/bench report --suite demo
+	$(BIN)/bench report --suite demo --readme README.md
 
 test: $(STAMP) lint  ## lint, then the whole test suite
 	$(BIN)/python -m pytest

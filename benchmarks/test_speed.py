@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from architectures.deepfindet import DeepFindET, tversky_loss
 from benchmark.data import Project
 from benchmark.interface import Tracker
 from benchmark.job import build, load_samples
@@ -58,3 +60,21 @@ def test_predict_smoke_tomogram(benchmark, smoke_config, name):
     model.fit(train, val, suite.budget, Tracker(suite.budget))
     picks = benchmark.pedantic(model.predict, args=(test[0].tomogram,), rounds=3, warmup_rounds=1)
     assert not picks.empty
+
+
+@pytest.mark.parametrize(("suite_name", "rounds"), [("demo", 5), ("full", 2)])
+def test_deepfindet_training_step(benchmark, suite_name, rounds):
+    """CPU seconds per optimisation step with the suite's network, patch and batch (72^3 x 5, 48/64/80 in full)."""
+    spec = next(s for s in load_suite(suite_name).architectures if s.name == "deepfindet")
+    model = DeepFindET(spec.config, PARTICLES, "cpu", seed=0)
+    c = model.config
+    rng = np.random.default_rng(0)
+    shape = (c["batch_size"], 1, *(c["patch_size"],) * 3)
+    images = rng.normal(size=shape).astype(np.float32)
+    targets = rng.integers(0, 7, size=shape)
+    model.network.train()
+    optimiser = torch.optim.Adam(model.network.parameters(), lr=c["lr"])
+    loss = benchmark.pedantic(
+        model.training_step, args=(images, targets, optimiser, tversky_loss(c)), rounds=rounds, warmup_rounds=1
+    )
+    assert np.isfinite(loss)

@@ -57,9 +57,11 @@ def test_run_writes_manifest_tables_and_predictions(smoke_run, smoke_config):
     scores = smoke_run.table("scores")
     assert list(scores.columns) == TABLES["scores"]
     weighted = scores[scores["particle_type"] == "weighted"]
-    assert sorted(zip(weighted["seed"], weighted["split"], strict=True)) == [
-        (0, "test"), (0, "val"), (1, "test"), (1, "val")
-    ]  # fmt: skip
+    for architecture in ("matched-filter", "deepfindet"):
+        rows = weighted[weighted["architecture"] == architecture]
+        assert sorted(zip(rows["seed"], rows["split"], strict=True)) == [
+            (0, "test"), (0, "val"), (1, "test"), (1, "val")
+        ]  # fmt: skip
     assert weighted["f4"].between(0, 1).all()
     resources = smoke_run.table("resources")
     assert list(resources.columns) == TABLES["resources"]

@@ -1,0 +1,283 @@
+"""Shared pieces of the 3D segmenters: sphere targets, class-balanced patches, tiled inference, picks from labels.
+
+Class index = copick label, 0 is background. Volumes are (z, y, x) at pyramid level 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from monai.data.utils import dense_patch_slices
+from monai.inferers import sliding_window_inference
+from scipy import ndimage
+
+from benchmark.coords import XYZ, angstrom_to_voxel
+from benchmark.data import Tomogram
+from benchmark.errors import BenchError
+from benchmark.interface import Sample
+from benchmark.particles import ParticleTable
+from benchmark.peaks import picks_from_voxels
+
+Span = tuple[int, int, int, int]  # along one axis: read start, read stop, keep start, keep stop
+Predictor = Callable[[torch.Tensor], torch.Tensor]  # (n, 1, *roi) image windows -> (n, classes, *roi) probabilities
+
+
+def class_count(particles: ParticleTable) -> int:
+    """Number of output classes: background plus labels 1..max (class index = copick label)."""
+    labels = [p.label for p in particles]
+    if min(labels) < 1 or len(set(labels)) != len(labels):
+        raise BenchError(
+            f"copick labels {labels} cannot serve as class indices; give each particle a distinct label >= 1"
+        )
+    return max(labels) + 1
+
+
+def target_radius(particle_radius: float, voxel_size: float, fraction: float) -> float:
+    """Radius in voxels of a particle's target sphere: `fraction` of its radius."""
+    return fraction * particle_radius / voxel_size
+
+
+def min_component_sizes(
+    particles: ParticleTable, voxel_size: float, radius_fraction: float, size_fraction: float
+) -> dict[str, float]:
+    """Per particle, the fewest voxels a predicted component needs: `size_fraction` of its target sphere's volume."""
+    return {
+        p.name: size_fraction * 4 / 3 * math.pi * target_radius(p.radius, voxel_size, radius_fraction) ** 3
+        for p in particles
+    }
+
+
+def paint_spheres(
+    shape: tuple[int, int, int], picks: pd.DataFrame, particles: ParticleTable, voxel_size: float, fraction: float
+) -> np.ndarray:
+    """A uint8 label volume with a ball of `fraction` x radius per Å pick; larger particles first, smaller on top."""
+    labels = np.zeros(shape, dtype=np.uint8)
+    for particle in sorted(particles, key=lambda p: -p.radius):
+        xyz = picks.loc[picks["particle_type"] == particle.name, XYZ].to_numpy(float)
+        radius = target_radius(particle.radius, voxel_size, fraction)
+        reach = np.arange(-math.ceil(radius), math.ceil(radius) + 2)
+        offsets = np.stack(np.meshgrid(reach, reach, reach, indexing="ij"), axis=-1).reshape(-1, 3)
+        centres = angstrom_to_voxel(xyz, voxel_size)
+        voxels = np.floor(centres).astype(int)[:, None, :] + offsets  # (picks, box, 3): a box around each pick
+        inside = (np.linalg.norm(voxels - centres[:, None, :], axis=-1) <= radius) & np.all(
+            (voxels >= 0) & (voxels < shape), axis=-1
+        )
+        labels[tuple(voxels[inside].T)] = particle.label
+    return labels
+
+
+def intensity_statistics(tomogram: Tomogram, slab: int = 16) -> tuple[float, float]:
+    """Mean and standard deviation of level 0, accumulated over z-slabs so the volume is never held whole."""
+    total = squares = 0.0
+    for z in range(0, tomogram.shape[0], slab):
+        block = tomogram.read(0, (slice(z, z + slab), slice(None), slice(None))).astype(np.float64)
+        total += block.sum()
+        squares += np.square(block).sum()
+    count = math.prod(tomogram.shape)
+    mean = float(total / count)
+    return mean, math.sqrt(max(squares / count - mean**2, 0.0)) or 1.0
+
+
+def standardised(
+    tomogram: Tomogram, statistics: tuple[float, float], region: tuple[slice, slice, slice] | None = None
+) -> np.ndarray:
+    """A float32 region of level 0 (all of it by default) less the tomogram's mean, over its standard deviation."""
+    mean, std = statistics
+    volume = tomogram.read(0, region) - mean  # a new array: read() may return a view of the level
+    volume /= std
+    return volume
+
+
+def augment(image: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random 90-degree rotation about z and x-flip (the y-x square's symmetries); z is never moved or mixed."""
+    turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+    image, target = np.rot90(image, turns, axes=(1, 2)), np.rot90(target, turns, axes=(1, 2))
+    if flip:
+        image, target = image[:, :, ::-1], target[:, :, ::-1]
+    return np.ascontiguousarray(image), np.ascontiguousarray(target)
+
+
+def particle_sites(samples: Sequence[Sample], particles: ParticleTable) -> dict[int, np.ndarray]:
+    """Per class, the (sample index, z, y, x) voxel rows of its ground-truth picks."""
+    sites = {}
+    for index, sample in enumerate(samples):
+        for particle in particles:
+            xyz = sample.picks.loc[sample.picks["particle_type"] == particle.name, XYZ].to_numpy(float)
+            zyx = np.rint(angstrom_to_voxel(xyz, sample.tomogram.voxel_size)).astype(int)
+            rows = np.column_stack([np.full(len(zyx), index), zyx])
+            sites[particle.label] = np.concatenate([sites.get(particle.label, np.empty((0, 4), int)), rows])
+    return {label: rows for label, rows in sites.items() if len(rows)}
+
+
+class PatchSampler:
+    """Cubic training patches: a share centred near a particle of a uniformly drawn class, the rest anywhere."""
+
+    def __init__(
+        self,
+        volumes: Sequence[np.ndarray],
+        targets: Sequence[np.ndarray],
+        sites: dict[int, np.ndarray],
+        size: int,
+        particle_share: float,
+        jitter: int,
+        seed: int,
+    ):
+        small = [v.shape for v in volumes if min(v.shape) < size]
+        if small:
+            raise BenchError(f"patch size {size} exceeds the training volume {small[0]}; lower 'patch_size'")
+        self.volumes, self.targets, self.sites = list(volumes), list(targets), sites
+        self.size, self.particle_share, self.jitter = size, particle_share, jitter
+        self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def from_samples(
+        cls, samples: Sequence[Sample], particles: ParticleTable, fraction: float, **options
+    ) -> PatchSampler:
+        """Read, standardise and paint the target spheres of every sample, kept in memory."""
+        volumes = [standardised(s.tomogram, intensity_statistics(s.tomogram)) for s in samples]
+        targets = [
+            paint_spheres(s.tomogram.shape, s.picks, particles, s.tomogram.voxel_size, fraction) for s in samples
+        ]
+        return cls(volumes, targets, particle_sites(samples, particles), **options)
+
+    def origin(self) -> tuple[int, np.ndarray]:
+        """A patch's volume index and corner: near a particle of a uniformly drawn class, or anywhere (background)."""
+        if self.sites and self.rng.random() < self.particle_share:
+            sites = self.sites[list(self.sites)[self.rng.integers(len(self.sites))]]
+            index, *centre = sites[self.rng.integers(len(sites))]
+            centre = np.asarray(centre) + self.rng.integers(-self.jitter, self.jitter + 1, size=3)
+        else:
+            index = int(self.rng.integers(len(self.volumes)))
+            centre = self.rng.integers(0, self.volumes[index].shape)
+        upper = np.asarray(self.volumes[index].shape) - self.size
+        return int(index), np.clip(centre - self.size // 2, 0, upper)
+
+    def batch(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Augmented images (count, 1, s, s, s) float32 and class targets (count, 1, s, s, s) int64."""
+        images, targets = [], []
+        for _ in range(count):
+            index, corner = self.origin()
+            box = tuple(slice(c, c + self.size) for c in corner)
+            image, target = augment(self.volumes[index][box], self.targets[index][box], self.rng)
+            images.append(image)
+            targets.append(target)
+        return np.stack(images)[:, None], np.stack(targets)[:, None].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """MONAI sliding-window settings, plus the largest tile (z, y, x voxels) held in memory at once."""
+
+    roi_size: tuple[int, int, int]
+    overlap: float
+    sw_batch_size: int
+    mode: str
+    tile_size: tuple[int, int, int]
+
+    def window_starts(self, length: int, axis: int) -> list[int]:
+        """Starts of MONAI's windows along one axis (its scan interval and dense_patch_slices), before padding."""
+        roi = self.roi_size[axis]
+        if length <= roi:
+            return [0]
+        interval = max(int(roi * (1 - self.overlap)), 1)
+        return [s[0].start for s in dense_patch_slices((length,), (roi,), (interval,))]
+
+    def spans(self, length: int, axis: int) -> list[Span]:
+        """Tiles along one axis, aligned on the global windows so each kept voxel sees exactly its untiled windows.
+
+        A tile is a run of consecutive windows; it keeps the voxels that no window outside the run covers.
+        Neighbouring tiles share the windows that straddle their border.
+        """
+        roi, starts = self.roi_size[axis], self.window_starts(length, axis)
+        spans, first, keep = [], 0, 0
+        while True:
+            last = first
+            while last + 1 < len(starts) and (
+                starts[last + 1] + roi - starts[first] <= self.tile_size[axis] or starts[last + 1] < starts[first] + roi
+            ):
+                last += 1
+            if last + 1 == len(starts):
+                spans.append((starts[first], length, keep, length))
+                return spans
+            stop = starts[last + 1]
+            spans.append((starts[first], starts[last] + roi, keep, stop))
+            first = max(f for f in range(first + 1, last + 2) if starts[f - 1] + roi <= stop)
+            keep = stop
+
+    def tiles(self, shape: tuple[int, int, int]) -> list[tuple[Span, Span, Span]]:
+        """(z, y, x) spans of every tile of a volume."""
+        z, y, x = (self.spans(n, axis) for axis, n in enumerate(shape))
+        return [(a, b, c) for a in z for b in y for c in x]
+
+
+def segment(
+    tomogram: Tomogram, predictor: Predictor, window: SlidingWindow, device: str, slab: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-volume argmax classes (uint8) and their probability (float16), one tile of the lazy tomogram at a time.
+
+    A tile costs 36 bytes per voxel while MONAI blends it (input, class maps and count map in float32).
+    """
+    statistics = intensity_statistics(tomogram)
+    labels = np.zeros(tomogram.shape, dtype=np.uint8)
+    probability = np.zeros(tomogram.shape, dtype=np.float16)
+    for spans in window.tiles(tomogram.shape):
+        image = standardised(tomogram, statistics, tuple(slice(a, b) for a, b, _, _ in spans))
+        output = sliding_window_inference(
+            torch.from_numpy(image)[None, None],
+            window.roi_size,
+            window.sw_batch_size,
+            predictor,
+            overlap=window.overlap,
+            mode=window.mode,
+            sw_device=device,
+            device=device,
+        )[0]
+        del image
+        keep = tuple(slice(c - a, d - a) for a, _, c, d in spans)
+        for z in range(keep[0].start, keep[0].stop, slab):  # argmax in slabs keeps the int64 indices small
+            inner = (slice(z, min(z + slab, keep[0].stop)), *keep[1:])
+            best, index = output[(slice(None), *inner)].max(dim=0)
+            place = tuple(slice(s.start + a, s.stop + a) for s, (a, *_) in zip(inner, spans, strict=True))
+            labels[place] = index.to(torch.uint8).cpu().numpy()
+            probability[place] = best.to(torch.float16).cpu().numpy()
+        del output
+    return labels, probability
+
+
+def picks_from_segmentation(
+    labels: np.ndarray,
+    probability: np.ndarray,
+    particles: ParticleTable,
+    voxel_size: float,
+    min_sizes: dict[str, float],
+) -> pd.DataFrame:
+    """One pick per connected component of each class at least `min_sizes[name]` voxels, scored by mean probability."""
+    frames = []
+    for particle in particles:
+        components, count = ndimage.label(labels == particle.label)
+        sizes, centroids, scores = component_statistics(components, count, probability)
+        keep = sizes >= min_sizes[particle.name]
+        frames.append(picks_from_voxels(centroids[keep], scores[keep], particle.name, voxel_size))
+    return pd.concat(frames, ignore_index=True)
+
+
+def component_statistics(
+    components: np.ndarray, count: int, values: np.ndarray, slab: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per component 1..count: voxel count, (z, y, x) centroid and mean value, summed over z-slabs (bounded memory)."""
+    sums = np.zeros((5, count + 1))  # voxels, z, y, x, value
+    for z in range(0, components.shape[0], slab):
+        block = components[z : z + slab]
+        flat = np.flatnonzero(block)
+        ids = block.ravel()[flat]
+        zyx = np.unravel_index(flat, block.shape)
+        weights = [None, zyx[0] + z, zyx[1], zyx[2], values[z : z + slab].ravel()[flat]]
+        for row, weight in enumerate(weights):
+            sums[row] += np.bincount(ids, weights=weight, minlength=count + 1)
+    sizes = sums[0, 1:]
+    return sizes, (sums[1:4, 1:] / sizes).T, sums[4, 1:] / sizes
