@@ -120,7 +120,7 @@ class MatchedFilterDetector(Architecture):
         radius = self.particles[particle_type].radius / tomogram.level_voxel_size(self.config["level"])
         size = max(3, 2 * int(self.config["peak_spacing"] * radius) + 1)
         zyx, values = local_maxima(response, size, 0.0, self.config["max_candidates"])
-        return picks_from_voxels(zyx, values, particle_type, tomogram.voxel_size, self.config["level"])
+        return picks_from_voxels(zyx, values, particle_type, tomogram.voxel_size, self.config["level"], tomogram.shape)
 
     def _transfer(self, template: dict[str, float]):
         """Fourier transfer function (of |k| in cycles/voxel) of a LoG or a zero-mean smoothed shell template.

@@ -47,8 +47,8 @@ class Tomogram:
         return tuple(self.levels[0].shape)
 
     def level_voxel_size(self, level: int) -> float:
-        """Voxel size in Å of a pyramid level (each level halves the resolution)."""
-        return self.voxel_size * self.levels[0].shape[-1] / self.levels[level].shape[-1]
+        """Voxel size in Å of a pyramid level (each level halves the resolution, rounding odd sizes up)."""
+        return self.voxel_size * 2**level
 
     def read(self, level: int = 0, region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
         """Read a level (or a (z, y, x) region of it) as float32, refusing non-finite values."""

@@ -21,10 +21,18 @@ def local_maxima(
 
 
 def picks_from_voxels(
-    zyx: np.ndarray, scores: np.ndarray, particle_type: str, voxel_size: float, level: int = 0
+    zyx: np.ndarray,
+    scores: np.ndarray,
+    particle_type: str,
+    voxel_size: float,
+    level: int = 0,
+    shape: tuple[int, int, int] | None = None,
 ) -> pd.DataFrame:
-    """A picks table (particle_type, x, y, z in Å, score) from voxel positions of a pyramid level."""
-    picks = pd.DataFrame(voxel_to_angstrom(zyx, voxel_size, level), columns=XYZ)
+    """A picks table (particle_type, x, y, z in Å, score) from voxel positions of a pyramid level.
+
+    Give the full-resolution `shape` when `level` > 0: it keeps picks in blocks cut by the volume's edge inside.
+    """
+    picks = pd.DataFrame(voxel_to_angstrom(zyx, voxel_size, level, shape), columns=XYZ)
     picks.insert(0, "particle_type", particle_type)
     picks["score"] = np.asarray(scores, dtype=float)
     return picks

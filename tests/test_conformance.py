@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -59,6 +61,18 @@ def test_predicts_angstrom_picks_with_scores_inside_the_volume(fitted):
     assert set(picks["particle_type"]) <= set(fitted.project.particles.names)
     # Å, not voxels: the picks spread over the physical extent of the volume, not its index range
     assert picks[XYZ].to_numpy().max() > max(tomogram.shape)
+
+
+def test_predicts_inside_an_odd_sized_volume(fitted):
+    """Real pyramids round odd sizes up (630 -> 315 -> 158): picks from the cut edge blocks stay inside."""
+    tomogram = fitted.test[0].tomogram
+    odd = tuple(n - 1 if n % 2 == 0 else n for n in tomogram.shape)
+    levels = tuple(
+        level[tuple(slice(math.ceil(n / 2**index)) for n in odd)] for index, level in enumerate(tomogram.levels)
+    )
+    cropped = dataclasses.replace(tomogram, levels=levels)
+    picks = check_predictions(fitted.model.predict(cropped), fitted.spec.name, cropped, fitted.project.particles)
+    assert not picks.empty
 
 
 def test_save_then_load_gives_identical_predictions(fitted, tmp_path):

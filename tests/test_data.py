@@ -155,3 +155,11 @@ def test_pyramid_level_voxels_map_to_the_centre_of_their_block():
     np.testing.assert_allclose(voxel_to_angstrom([[1, 2, 3]], 10.0, level=2), [[135.0, 95.0, 55.0]])
     xyz = np.array([[123.0, 45.6, 78.9]])
     np.testing.assert_allclose(voxel_to_angstrom(angstrom_to_voxel(xyz, 10.012, 2), 10.012, 2), xyz)
+
+
+def test_a_block_cut_by_the_edge_of_an_odd_sized_volume_maps_inside_it_given_the_shape():
+    # 315 voxels -> 158 at level 1: the last level-1 voxel holds only full-resolution voxel 314
+    last = [[0, 157, 157]]
+    assert not inside_volume(voxel_to_angstrom(last, 10.0, 1), (2, 315, 315), 10.0).any()
+    np.testing.assert_allclose(voxel_to_angstrom(last, 10.0, 1, (2, 315, 315)), [[3140.0, 3140.0, 5.0]])
+    np.testing.assert_allclose(voxel_to_angstrom([[0, 1, 2]], 10.0, 1, (2, 315, 315)), [[45.0, 25.0, 5.0]])

@@ -33,7 +33,7 @@ class SmoothMinima(Architecture):
             sigma = self.config.get("smoothing", 0.4) * particle.radius / tomogram.level_voxel_size(1)
             darkness = -ndimage.gaussian_filter(volume, sigma)
             zyx, values = local_maxima(darkness, size=3, threshold=float(darkness.mean()), max_peaks=50)
-            picks.append(picks_from_voxels(zyx, values, particle.name, tomogram.voxel_size, level=1))
+            picks.append(picks_from_voxels(zyx, values, particle.name, tomogram.voxel_size, 1, tomogram.shape))
         return pd.concat(picks, ignore_index=True)
 
     def save(self, directory: Path) -> None:
