@@ -205,6 +205,7 @@ def _memory_label(resources: pd.DataFrame) -> str:
 def _plot_per_particle(per_type: pd.DataFrame, order: list[str]) -> Figure:
     """Grouped bars: F4 per particle type per architecture, error bars over seeds."""
     stats = per_type.groupby(["particle_type", "architecture"], sort=False)["f4"].agg(["mean", "std"]).fillna(0.0)
+    seeded = per_type["seed"].nunique() > 1
     particles = list(dict.fromkeys(per_type["particle_type"]))
     figure = Figure(figsize=(1.6 + 1.5 * len(particles), 4.2))
     ax = figure.add_subplot()
@@ -214,7 +215,8 @@ def _plot_per_particle(per_type: pd.DataFrame, order: list[str]) -> Figure:
             stats.loc[(p, arch)] if (p, arch) in stats.index else pd.Series({"mean": 0, "std": 0}) for p in particles
         ]
         x = np.arange(len(particles)) + (i - (len(order) - 1) / 2) * width
-        ax.bar(x, [v["mean"] for v in values], width, yerr=[v["std"] for v in values], capsize=2, label=arch)
+        errors = [v["std"] for v in values] if seeded else None
+        ax.bar(x, [v["mean"] for v in values], width, yerr=errors, capsize=2, label=arch)
     labels = [f"{p.replace('-', '-' + chr(10), 1)}\n(weight {COMPETITION_WEIGHTS.get(p, 1.0):g})" for p in particles]
     ax.set_xticks(np.arange(len(particles)), labels, fontsize=8)
     ax.set_ylabel("F4 (test runs)")
