@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import psutil
 
-GB = 1024**3
+GB = 1e9  # decimal gigabytes, as the `_gb` columns and the reports say
 
 
 def synchronizer(device: str) -> Callable[[], None]:
