@@ -17,15 +17,10 @@ import pydantic
 import zarr
 from copick.util.ome import get_voxel_size_from_zarr
 
+from benchmark.conventions import CZII_VOXEL_SIZE, DEFAULT_TOMO_TYPE, GROUND_TRUTH, VOXEL_TOLERANCE
 from benchmark.coords import XYZ, inside_volume
 from benchmark.errors import BenchError
 from benchmark.particles import ParticleTable
-
-CZII_VOXEL_SIZE = 10.012
-DEFAULT_TOMO_TYPE = "denoised"
-GROUND_TRUTH = ("curation", "0")
-VOXEL_TOLERANCE = 0.01  # relative: the CZII data say 10.012 Å in folders named VoxelSpacing10.000
-PICK_COLUMNS = ["experiment", "particle_type", *XYZ]
 
 
 class BenchWarning(UserWarning):
@@ -170,7 +165,7 @@ class Project:
             frame = pd.DataFrame(xyz, columns=XYZ)
             frame.insert(0, "particle_type", picks.pickable_object_name)
             frames.append(frame)
-        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PICK_COLUMNS[1:])
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["particle_type", *XYZ])
         table.insert(0, "experiment", run)
         table = table.astype({c: float for c in XYZ})
         if shape_check is not None:

@@ -16,8 +16,6 @@ COMPETITION_WEIGHTS: dict[str, float] = {
     "thyroglobulin": 2.0,
     "virus-like-particle": 1.0,
 }
-EASY = ("apo-ferritin", "ribosome", "virus-like-particle")
-HARD = ("thyroglobulin", "beta-galactosidase")
 
 
 @dataclass(frozen=True)
@@ -96,11 +94,14 @@ class ParticleTable:
             )
 
 
-CZII_PARTICLES = (
-    ParticleType("apo-ferritin", 60.0, 1, 1.0, (0, 117, 220, 128)),
-    ParticleType("beta-amylase", 65.0, 2, 0.0, (153, 63, 0, 128)),
-    ParticleType("beta-galactosidase", 90.0, 3, 2.0, (76, 0, 92, 128)),
-    ParticleType("ribosome", 150.0, 4, 1.0, (0, 92, 49, 128)),
-    ParticleType("thyroglobulin", 130.0, 5, 2.0, (43, 206, 72, 128)),
-    ParticleType("virus-like-particle", 135.0, 6, 1.0, (255, 204, 153, 128)),
+CZII_PARTICLES = tuple(
+    ParticleType(name, radius, label, COMPETITION_WEIGHTS[name], color)
+    for name, radius, label, color in (
+        ("apo-ferritin", 60.0, 1, (0, 117, 220, 128)),
+        ("beta-amylase", 65.0, 2, (153, 63, 0, 128)),
+        ("beta-galactosidase", 90.0, 3, (76, 0, 92, 128)),
+        ("ribosome", 150.0, 4, (0, 92, 49, 128)),
+        ("thyroglobulin", 130.0, 5, (43, 206, 72, 128)),
+        ("virus-like-particle", 135.0, 6, (255, 204, 153, 128)),
+    )
 )

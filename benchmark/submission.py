@@ -10,7 +10,6 @@ from benchmark.coords import XYZ
 from benchmark.errors import BenchError
 from benchmark.files import write_csv
 
-SUBMISSION_COLUMNS = ["id", "experiment", "particle_type", *XYZ]
 SOLUTION_COLUMNS = ["experiment", "particle_type", *XYZ]
 
 

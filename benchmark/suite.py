@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from benchmark.conventions import CZII_VOXEL_SIZE, DEFAULT_TOMO_TYPE, GROUND_TRUTH
 from benchmark.errors import BenchError
 from benchmark.interface import Budget
 
@@ -24,10 +25,10 @@ class DataSpec:
 
     synthetic: str
     synthetic_seed: int = 0
-    tomo_type: str = "denoised"
-    voxel_size: float = 10.012
-    user_id: str = "curation"
-    session_id: str = "0"
+    tomo_type: str = DEFAULT_TOMO_TYPE
+    voxel_size: float = CZII_VOXEL_SIZE
+    user_id: str = GROUND_TRUTH[0]
+    session_id: str = GROUND_TRUTH[1]
 
 
 @dataclass(frozen=True)
@@ -122,10 +123,10 @@ def _parse(raw: Any, path: Path) -> Suite:
         data=DataSpec(
             synthetic=data.get("synthetic", str),
             synthetic_seed=data.get("synthetic_seed", int, 0),
-            tomo_type=data.get("tomo_type", str, "denoised"),
-            voxel_size=data.get("voxel_size", float, 10.012),
-            user_id=data.get("user_id", str, "curation"),
-            session_id=str(data.get("session_id", (str, int), "0")),
+            tomo_type=data.get("tomo_type", str, DataSpec.tomo_type),
+            voxel_size=data.get("voxel_size", float, DataSpec.voxel_size),
+            user_id=data.get("user_id", str, DataSpec.user_id),
+            session_id=str(data.get("session_id", (str, int), DataSpec.session_id)),
         ),
         split=Split(train=split.names("train"), val=split.names("val"), test=split.names("test")),
         budget=Budget(epochs=budget.get("epochs", int, None), minutes=budget.get("minutes", float, None)),

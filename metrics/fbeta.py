@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.spatial import cKDTree
 
 from benchmark.coords import XYZ
@@ -68,11 +69,12 @@ def count_matches(references: np.ndarray, candidates: np.ndarray, radius: float)
     return tp, len(candidates) - tp, len(references) - tp
 
 
-def f_beta(precision: float, recall: float, beta: float) -> float:
-    """F-beta from precision and recall, 0 when both are 0 (the competition's formula)."""
-    if precision + recall <= 0:
-        return 0.0
-    return (1 + beta**2) * precision * recall / (beta**2 * precision + recall)
+def f_beta(precision: ArrayLike, recall: ArrayLike, beta: float) -> np.ndarray:
+    """F-beta from precision and recall (scalars or arrays), 0 where both are 0 (the competition's formula)."""
+    precision, recall = np.broadcast_arrays(np.asarray(precision, dtype=float), np.asarray(recall, dtype=float))
+    denominator = beta**2 * precision + recall
+    numerator = (1 + beta**2) * precision * recall
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
 def score_picks(
@@ -83,13 +85,7 @@ def score_picks(
     total_weight = sum(p.weight for p in particles)
     if total_weight <= 0:
         raise BenchError("every particle type has metric weight 0, so the weighted score is undefined")
-    experiments = set(solution["experiment"])
-    ignored = tuple(sorted(set(submission["experiment"]) - experiments))
-    submission = submission[submission["experiment"].isin(experiments)]
-    particles.check_names(solution["particle_type"].unique(), "the solution")
-    particles.check_names(submission["particle_type"].unique(), "the submission")
-    _check_finite(solution, "the solution")
-    _check_finite(submission, "the submission")
+    submission, ignored = in_scope(solution, submission, particles)
     per_type = _per_type_table(_type_counts(solution, submission, particles), particles)
     return MetricResult(
         per_type=per_type,
@@ -99,6 +95,20 @@ def score_picks(
     )
 
 
+def in_scope(
+    solution: pd.DataFrame, submission: pd.DataFrame, particles: ParticleTable
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The submission rows of the solution's experiments and the ignored experiments, both checked for names and NaN."""
+    experiments = set(solution["experiment"])
+    ignored = tuple(sorted(set(submission["experiment"]) - experiments))
+    submission = submission[submission["experiment"].isin(experiments)]
+    particles.check_names(solution["particle_type"].unique(), "the solution")
+    particles.check_names(submission["particle_type"].unique(), "the submission")
+    _check_finite(solution, "the solution")
+    _check_finite(submission, "the submission")
+    return submission, ignored
+
+
 def _check_finite(picks: pd.DataFrame, where: str) -> None:
     """Raise a BenchError when some x, y or z value is NaN or infinite."""
     bad = int((~np.isfinite(picks[XYZ].to_numpy(dtype=float))).any(axis=1).sum())
@@ -106,25 +116,25 @@ def _check_finite(picks: pd.DataFrame, where: str) -> None:
         raise BenchError(f"{where} has {bad} row(s) with missing or infinite x, y or z; fix the file")
 
 
-def _points_by_group(picks: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
+def points_by_group(picks: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
     """The (n, 3) Å coordinates of the picks of each (experiment, particle_type)."""
     return {key: group[XYZ].to_numpy(dtype=float) for key, group in picks.groupby(GROUP, sort=False)}
 
 
 def _type_counts(solution: pd.DataFrame, submission: pd.DataFrame, particles: ParticleTable) -> pd.DataFrame:
     """TP, FP, FN per particle type of the table, summed over the tomograms (micro)."""
-    references = _points_by_group(solution)
-    candidates = _points_by_group(submission)
+    references = points_by_group(solution)
+    candidates = points_by_group(submission)
     empty = np.empty((0, 3))
     rows = [
-        (key[1], *count_matches(references.get(key, empty), candidates.get(key, empty), _reach(particles, key[1])))
+        (key[1], *count_matches(references.get(key, empty), candidates.get(key, empty), reach(particles, key[1])))
         for key in references.keys() | candidates.keys()
     ]
     counts = pd.DataFrame(rows, columns=["particle_type", *COUNTS]).groupby("particle_type")[COUNTS].sum()
     return counts.reindex(particles.names, fill_value=0).astype(int)
 
 
-def _reach(particles: ParticleTable, name: str) -> float:
+def reach(particles: ParticleTable, name: str) -> float:
     """The matching distance of a particle type: DISTANCE_MULTIPLIER x its radius."""
     return particles[name].radius * DISTANCE_MULTIPLIER
 
@@ -142,8 +152,8 @@ def _per_type_table(counts: pd.DataFrame, particles: ParticleTable) -> pd.DataFr
                 "weight": particle.weight,
                 "precision": precision,
                 "recall": recall,
-                "f1": f_beta(precision, recall, 1),
-                "f4": f_beta(precision, recall, BETA),
+                "f1": float(f_beta(precision, recall, 1)),
+                "f4": float(f_beta(precision, recall, BETA)),
                 "tp": tp,
                 "fp": fp,
                 "fn": fn,

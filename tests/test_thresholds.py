@@ -48,11 +48,20 @@ def test_tuned_threshold_is_the_best_of_a_brute_force_sweep(seed):
         assert tuned.at[particle, "threshold"] == min(t for t, f in sweep.items() if f == pytest.approx(best))
 
 
-def test_thresholds_keep_everything_for_types_without_references():
-    solution, candidates = random_case(0)
-    tuned = tune_thresholds(solution, candidates, PARTICLES).set_index("particle_type")
-    assert tuned.at["virus-like-particle", "references"] == 0
-    assert tuned.at["virus-like-particle", "f4"] == 0.0
+def test_types_val_cannot_tune_keep_every_test_candidate_even_below_all_val_scores():
+    columns = ["experiment", "particle_type", "x", "y", "z"]
+    solution = pd.DataFrame([("TS_val", "ribosome", 500.0, 500.0, 500.0)], columns=columns)
+    val = pd.DataFrame(
+        [("TS_val", "virus-like-particle", 100.0, 100.0, 100.0, 0.9)],  # candidates, but no references
+        columns=[*columns, "score"],
+    )  # and ribosome: references, but no candidates
+    tuned = tune_thresholds(solution, val, PARTICLES).set_index("particle_type")
+    assert tuned.at["virus-like-particle", "references"] == 0 and tuned.at["ribosome", "references"] == 1
+    assert (tuned.loc[["virus-like-particle", "ribosome"], "f4"] == 0.0).all()
+    test = pd.DataFrame(
+        {"particle_type": ["virus-like-particle", "ribosome", "ribosome"], "score": [0.1, -3.0, 0.2], "x": [0, 1, 2]}
+    )
+    assert apply_thresholds(test, tuned.reset_index())["x"].tolist() == [0, 1, 2]
 
 
 def test_apply_thresholds_keeps_scores_at_or_above_their_type_threshold():

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from benchmark.cli.options import data_option, json_option
+from benchmark.conventions import CZII_VOXEL_SIZE, DEFAULT_TOMO_TYPE, GROUND_TRUTH
 
 
 @click.group()
@@ -17,8 +18,10 @@ def data() -> None:
 
 @data.command()
 @data_option
-@click.option("--user-id", default="curation", show_default=True, help="Ground-truth user id.")
-@click.option("--session-id", default="0", show_default=True, help="Ground-truth session id (wildcards allowed).")
+@click.option("--user-id", default=GROUND_TRUTH[0], show_default=True, help="Ground-truth user id.")
+@click.option(
+    "--session-id", default=GROUND_TRUTH[1], show_default=True, help="Ground-truth session id (wildcards allowed)."
+)
 @json_option
 def info(config: str, user_id: str, session_id: str, as_json: bool) -> None:
     """Per run: tomogram types and shapes, voxel size, ground-truth counts per particle type."""
@@ -88,8 +91,8 @@ def synth(preset: str, out: Path, seed: int, overwrite: bool) -> None:
 @data_option
 @click.option("--run", "run_name", required=True, help="Run (experiment) name, e.g. TS_5_4.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
-@click.option("--tomo-type", default="denoised", show_default=True)
-@click.option("--voxel-size", default=10.012, show_default=True, type=float, help="Voxel size in Å.")
+@click.option("--tomo-type", default=DEFAULT_TOMO_TYPE, show_default=True)
+@click.option("--voxel-size", default=CZII_VOXEL_SIZE, show_default=True, type=float, help="Voxel size in Å.")
 def show(config: str, run_name: str, out: Path, tomo_type: str, voxel_size: float) -> None:
     """Draw orthogonal central slices with ground-truth particles circled in their class colours."""
     from benchmark.data import Project

@@ -15,6 +15,7 @@ from copick.impl.filesystem import CopickConfigFSSpec, CopickRootFSSpec
 from copick.models import PickableObject
 from tqdm import tqdm
 
+from benchmark.conventions import CZII_VOXEL_SIZE, DEFAULT_TOMO_TYPE, GROUND_TRUTH
 from benchmark.errors import BenchError
 from benchmark.particles import CZII_PARTICLES, ParticleTable
 from benchmark.synth.physics import Imaging, noise_for_snr, reconstruct
@@ -25,11 +26,8 @@ from benchmark.synth.shapes import PARTICLE_BODIES
 
 VERSION = "1"  # bump when the generated data change for a given preset and seed
 RUN_NAMES = ("TS_5_4", "TS_69_2", "TS_6_4", "TS_6_6", "TS_73_6", "TS_86_3", "TS_99_9")
-VOXEL_SIZE = 10.012  # Å, the true voxel size written into the OME-Zarr scale
 FOLDER_VOXEL_SIZE = 10.0  # the CZII folders say VoxelSpacing10.000
-TOMO_TYPE = "denoised"
 LEVELS = 3
-GROUND_TRUTH = ("curation", "0")
 PDB_IDS = {
     "apo-ferritin": "4V1W",
     "beta-amylase": "1FA2",
@@ -62,7 +60,7 @@ def generate(
         "preset": preset.name,
         "seed": seed,
         "parameters": asdict(preset),
-        "voxel_size": VOXEL_SIZE,
+        "voxel_size": CZII_VOXEL_SIZE,
     }
     config = out / "copick.json"
     if _prepare(out, provenance, overwrite):
@@ -164,21 +162,21 @@ def _synthesize_runs(static: Path, preset: Preset, seed: int) -> Iterator[tuple[
 def _synthesize_run(static: Path, preset: Preset, seed: int, index: int, workers: int) -> tuple[dict, Truth]:
     """Compose, render, image and store one run's tomogram; return its record and ground truth."""
     rng = np.random.default_rng([seed, index])
-    scene = compose(preset, VOXEL_SIZE, rng)
+    scene = compose(preset, CZII_VOXEL_SIZE, rng)
     imaging = Imaging(
-        voxel_size=VOXEL_SIZE,
+        voxel_size=CZII_VOXEL_SIZE,
         defocus_um=float(rng.uniform(*preset.defocus_um)),
         bfactor=preset.bfactor,
         tilt_max_deg=preset.tilt_max_deg,
         denoise_sigma=preset.denoise_sigma,
     )
     snr = float(np.exp(rng.uniform(*np.log(preset.snr))))
-    reference = centred(PARTICLE_BODIES[SNR_REFERENCE], VOXEL_SIZE)
+    reference = centred(PARTICLE_BODIES[SNR_REFERENCE], CZII_VOXEL_SIZE)
     noise = noise_for_snr(snr, reference, ParticleTable.czii()[SNR_REFERENCE].radius, imaging)
     imaging = replace(imaging, noise_std=noise)
-    volume = reconstruct(render(scene, preset.shape, VOXEL_SIZE), imaging, rng, workers=workers)
+    volume = reconstruct(render(scene, preset.shape, CZII_VOXEL_SIZE), imaging, rng, workers=workers)
     _write_tomogram(static, RUN_NAMES[index], volume)
-    truth = ground_truth(scene, VOXEL_SIZE)
+    truth = ground_truth(scene, CZII_VOXEL_SIZE)
     record = {
         "run": RUN_NAMES[index],
         "defocus_um": imaging.defocus_um,
@@ -199,8 +197,8 @@ def _write_tomogram(static: Path, run_name: str, volume: np.ndarray) -> None:
         CopickConfigFSSpec(pickable_objects=[], overlay_root=str(static), overlay_fs_args={"auto_mkdir": True})
     )
     run = writer.new_run(run_name, exist_ok=True)
-    tomogram = run.new_voxel_spacing(FOLDER_VOXEL_SIZE).new_tomogram(TOMO_TYPE)
-    write_ome_zarr_3d(tomogram.zarr(), volume_pyramid(volume, VOXEL_SIZE, LEVELS))
+    tomogram = run.new_voxel_spacing(FOLDER_VOXEL_SIZE).new_tomogram(DEFAULT_TOMO_TYPE)
+    write_ome_zarr_3d(tomogram.zarr(), volume_pyramid(volume, CZII_VOXEL_SIZE, LEVELS))
 
 
 def _write_ground_truth(config: CopickConfigFSSpec, truths: dict[str, Truth]) -> None:

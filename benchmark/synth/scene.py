@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from benchmark.coords import voxel_to_angstrom
+from benchmark.coords import angstrom_to_voxel, voxel_to_angstrom
 from benchmark.synth.presets import REAL_FIELD, REAL_MEDIANS, Preset
 from benchmark.synth.shapes import DECOYS, PARTICLE_BODIES, Body
 
@@ -80,7 +80,7 @@ def compose(preset: Preset, voxel_size: float, rng: np.random.Generator) -> list
             xyz = np.array([*(rng.uniform(0.0, 1.0, 2) * extent), rng.uniform(low, high)])
             if occupancy.fits(spheres + xyz, radii):
                 occupancy.add(spheres + xyz, radii)
-                scene.append(Placed(name, body, xyz[::-1] / voxel_size, rotation))
+                scene.append(Placed(name, body, angstrom_to_voxel(xyz, voxel_size)[0], rotation))
                 break
     return scene
 
