@@ -141,9 +141,11 @@ def _fit(model: Architecture, splits: dict, suite: Suite, tracker: Tracker, key:
             bar.update()
 
         tracker.progress = show
+        sync = synchronizer(model.device)
         with PeakMemory(model.device) as memory:
             started = time.perf_counter()
             model.fit(splits["train"], splits["val"], suite.budget, tracker)
+            sync()
             seconds = time.perf_counter() - started
     return memory.reading, seconds
 

@@ -46,6 +46,10 @@ class Report:
         test = store.table("scores").query("split == 'test'")
         self.per_type = test[test["particle_type"] != "weighted"]
         self.weighted = test[test["particle_type"] == "weighted"]
+        if self.weighted.empty:
+            raise BenchError(
+                f"no successful job in {store.folder}; nothing to report (see its manifest.json for the errors)"
+            )
         self.order = list(self.weighted.groupby("architecture")["f4"].mean().sort_values(ascending=False).index)
 
     def per_particle_table(self) -> str:
@@ -110,9 +114,11 @@ class Report:
         ]
 
     def markdown(self, plots: list[str]) -> str:
-        """The report's README: conditions, the three tables, the plots, failed jobs."""
-        failed = [
-            f"- `{key}`: {job.get('error')}" for key, job in self.manifest["jobs"].items() if job["status"] != "ok"
+        """The report's README: conditions, the three tables, the plots, jobs without results."""
+        unfinished = [
+            f"- `{key}`: {job['status']}" + (f": {job['error']}" if job.get("error") else "")
+            for key, job in self.manifest["jobs"].items()
+            if job["status"] != "ok"
         ]
         device = self.manifest["environment"]["device_name"]
         return "\n".join(
@@ -145,7 +151,7 @@ class Report:
                 "",
                 *[f"![{name}]({name})" for name in plots],
                 "",
-                *(["## Failed jobs", "", *failed, ""] if failed else []),
+                *(["## Failed or unfinished jobs", "", *unfinished, ""] if unfinished else []),
             ]
         )
 

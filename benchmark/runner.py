@@ -91,12 +91,13 @@ def run_suite(
         data = resolve_data(suite, config, echo)
         manifest = None
     project = Project(data["config"])
-    for runs in (suite.split.train, suite.split.val, suite.split.test):
-        load_samples(project, runs, suite.data)  # every run and tomogram must exist before training starts
+    load_samples(project, suite.split.runs(), suite.data)  # every run and tomogram must exist before training starts
     seeds = seeds or (manifest["seeds"] if manifest else suite.seeds)
     if manifest is None:
         manifest = _new_manifest(suite, data, device, seeds, command)
         store = ResultsStore.create(suite.name, manifest["environment"]["git"]["short"], root)
+    else:
+        manifest["seeds"] = sorted({*manifest["seeds"], *seeds})
     jobs = [(spec, seed) for seed in seeds for spec in specs]
     for spec, seed in jobs:
         manifest["jobs"].setdefault(
@@ -169,7 +170,8 @@ def _run_job(
     key = job_id(spec.name, seed)
     folder = store.job_dir(key)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "result.json").unlink(missing_ok=True)
+    for stale in ("result.json", "traceback.txt"):
+        (folder / stale).unlink(missing_ok=True)
     job = JobSpec(
         key=key,
         folder=str(folder),
@@ -213,7 +215,10 @@ def _read_result(folder: Path, returncode: int) -> dict:
         return json.loads((folder / "result.json").read_text())
     except (OSError, json.JSONDecodeError):
         if returncode < 0:
-            name = signal.Signals(-returncode).name
+            try:
+                name = signal.Signals(-returncode).name
+            except ValueError:  # real-time signals have no name
+                name = f"signal {-returncode}"
             hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
             return {"status": "failed", "error": f"job process killed by {name}{hint}"}
         return {"status": "failed", "error": f"job process exited with code {returncode} without a result"}

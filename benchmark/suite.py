@@ -130,7 +130,7 @@ def _parse(raw: Any, path: Path) -> Suite:
         ),
         split=Split(train=split.names("train"), val=split.names("val"), test=split.names("test")),
         budget=Budget(epochs=budget.get("epochs", int, None), minutes=budget.get("minutes", float, None)),
-        seeds=[int(s) for s in reader.get("seeds", list, [0])],
+        seeds=reader.seeds("seeds"),
         device=reader.get("device", str, "cpu"),
         architectures=[_architecture(entry, path, i) for i, entry in enumerate(reader.get("architectures", list))],
     )
@@ -138,6 +138,13 @@ def _parse(raw: Any, path: Path) -> Suite:
         section.refuse_unknown()
     if not suite.architectures:
         raise BenchError(f"suite file {path}: 'architectures' is empty; list at least one (see {EXAMPLE})")
+    names = [a.name for a in suite.architectures]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise BenchError(
+            f"suite file {path} lists architecture '{twice[0]}' twice; results are keyed on the name, "
+            "so keep one entry (or copy the suite to compare two configurations)"
+        )
     return suite
 
 
@@ -194,6 +201,15 @@ class _Fields:
         value = [str(v) for v in self.get(key, list)]
         if not value:
             raise BenchError(f"suite file {self.path}: '{self.prefix}{key}' is empty; list at least one run")
+        return value
+
+    def seeds(self, key: str) -> list[int]:
+        """A non-empty list of integer seeds."""
+        value = self.get(key, list, [0])
+        if not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise BenchError(
+                f"suite file {self.path}: '{self.prefix}{key}' must be a non-empty list of integers, e.g. [0, 1, 2]"
+            )
         return value
 
     def refuse_unknown(self) -> None:

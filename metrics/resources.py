@@ -123,16 +123,15 @@ def _peak_rss_bytes() -> int:
 
 def _nvml_process_bytes() -> Callable[[], int] | None:
     """A reader of this process's GPU memory as NVML sees it, or None without NVML."""
+    import torch
+
     try:
         import pynvml
 
         pynvml.nvmlInit()
-    except Exception:  # no driver, no NVML: the allocator figure stands alone
+        handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+    except Exception:  # no driver, no NVML, no handle: the allocator figure stands alone
         return None
-    import torch
-
-    index = torch.cuda.current_device()
-    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
     pid = os.getpid()
 
     def read() -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metrics.resources import GB, PeakMemory, device_name, synchronizer
+from metrics.resources import PeakMemory, device_name
 
 
 def test_peak_rss_sees_a_temporary_allocation():
@@ -24,9 +24,8 @@ def test_peak_is_reset_between_blocks():
     with PeakMemory("cpu") as quiet:
         pass
     assert quiet.reading.peak_gb - quiet.reading.baseline_gb < 0.1
-    assert quiet.reading.peak_gb < 64 * GB
+    assert quiet.reading.peak_gb < 64  # GB: a figure in bytes or MB would not pass
 
 
-def test_cpu_device_is_named_as_cpu_and_needs_no_synchronisation():
+def test_cpu_device_is_named_as_cpu():
     assert device_name("cpu").startswith("CPU: ")
-    assert synchronizer("cpu")() is None

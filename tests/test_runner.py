@@ -88,18 +88,32 @@ def test_report_renders_three_tables_and_plots(smoke_run, tmp_path):
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_resume_redoes_only_unfinished_jobs(smoke_run):
-    done = smoke_run.job_dir("matched-filter-seed0") / "result.json"
-    before = done.stat().st_mtime_ns
-    smoke_run.update_job("matched-filter-seed1", status="interrupted")
-    scores = smoke_run.table("scores")
-    scores[scores["seed"] == 0].to_csv(smoke_run.folder / "scores.csv", index=False)
+def test_resume_redoes_only_unfinished_jobs(smoke_run, tmp_path):
+    store = ResultsStore(shutil.copytree(smoke_run.folder, tmp_path / smoke_run.folder.name))
+    untouched = [store.job_dir(key) / "result.json" for key in ("matched-filter-seed0", "deepfindet-seed1")]
+    before = [path.stat().st_mtime_ns for path in untouched]
+    store.update_job("matched-filter-seed1", status="interrupted")
+    scores = store.table("scores")
+    scores[scores["seed"] == 0].to_csv(store.folder / "scores.csv", index=False)
 
-    result = bench("run", "--suite", "smoke", "--resume", smoke_run.folder)
+    result = bench("run", "--suite", "smoke", "--resume", store.folder)
     assert result.exit_code == 0, result.output
-    assert done.stat().st_mtime_ns == before
-    assert smoke_run.manifest["jobs"]["matched-filter-seed1"]["status"] == "ok"
-    assert sorted(smoke_run.table("scores")["seed"].unique()) == [0, 1]
+    assert [path.stat().st_mtime_ns for path in untouched] == before
+    assert store.manifest["jobs"]["matched-filter-seed1"]["status"] == "ok"
+    assert sorted(store.table("scores")["seed"].unique()) == [0, 1]
+
+    result = bench("run", "--suite", "smoke", "--resume", store.folder, "--arch", "matched-filter", "--seeds", "2")
+    assert result.exit_code == 0, result.output
+    assert store.manifest["seeds"] == [0, 1, 2]
+    assert store.manifest["jobs"]["matched-filter-seed2"]["status"] == "ok"
+
+
+def test_report_refuses_a_folder_without_successful_jobs(smoke_run, tmp_path):
+    folder = shutil.copytree(smoke_run.folder, tmp_path / "failed")
+    for table in ("scores", "resources", "thresholds"):
+        (folder / f"{table}.csv").unlink()
+    result = bench("report", "--results", folder, "--out", tmp_path / "report")
+    assert_one_line_error(result, "no successful job in", "nothing to report")
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
@@ -132,6 +146,9 @@ def test_unknown_suite_and_architecture_suggest_close_names(tmp_path):
         (lambda text: text.replace("budget:\n  epochs: 1", "budget: {}"), "needs 'epochs' or 'minutes'"),
         (lambda text: text + "extra_field: 1\n", "unknown field(s) extra_field"),
         (lambda text: text.replace("device: cpu", "device: [cpu"), "not valid YAML"),
+        (lambda text: text.replace("seeds: [0]", "seeds: [a]"), "'seeds' must be a non-empty list of integers"),
+        (lambda text: text.replace("seeds: [0]", "seeds: []"), "'seeds' must be a non-empty list of integers"),
+        (lambda text: text + "  - name: matched-filter\n", "lists architecture 'matched-filter' twice"),
     ],
 )
 def test_bad_suite_files(tmp_path, edit, message):

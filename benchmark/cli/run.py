@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 
 def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
@@ -72,11 +73,11 @@ def run(ctx, suite_name, config, pattern, device, seeds, resume, root, no_write_
 
 
 def _command_line(ctx: click.Context) -> str:
-    """The command as typed, rebuilt from its parsed parameters (for the manifest)."""
+    """The command as typed, rebuilt from the parameters not left at their defaults (for the manifest)."""
     parts = ["bench", ctx.info_name]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if value is None or value is False or value == param.default:
+        if ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT:
             continue
         if isinstance(value, list):
             value = ",".join(map(str, value))
