@@ -7,9 +7,10 @@ background + one class per copick label. A residual block is (conv3 - BN - Leaky
 LeakyReLU; the shortcut is a 1x1x1 convolution where the channel count changes, else the identity. It is built from
 MONAI `Convolution` blocks rather than MONAI's `ResidualUnit`, which activates inside the branch before the addition
 (or, with `last_conv_only`, drops the last normalisation) where DeepFindET adds first and activates after; MONAI's
-`UNet` down-samples with strided convolutions where DeepFindET max-pools. LeakyReLU keeps Keras' slope 0.3. The
-network runs channels-last with in-place additions and activations: on CPU that avoids oneDNN's layout copies and
-keeps a 72^3 window's inference near 0.45 GB.
+`UNet` down-samples with strided convolutions where DeepFindET max-pools. LeakyReLU keeps Keras' slope 0.3, batch
+normalisation Keras' epsilon and (by default) momentum; weights keep torch's Kaiming initialisation where Keras draws
+Glorot. The network runs channels-last with in-place additions and activations: on CPU that avoids oneDNN's layout
+copies and keeps a 72^3 window's inference near 0.45 GB.
 
 Loss: MONAI's TverskyLoss, whose `alpha` weights false positives and `beta` false negatives (DeepFindET's
 convention too): alpha 0.3, beta 0.7 favour recall, as F4 does. Sums run over the batch (`batch=True`) and the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 
@@ -52,6 +54,7 @@ DEFAULTS = {
     "filters": [48, 64, 80],  # channels of each encoder level, the last one the bottleneck's
     "bottleneck_blocks": 4,  # residual blocks at the bottleneck
     "negative_slope": 0.3,  # LeakyReLU slope (Keras' default, which DeepFindET keeps)
+    "batch_norm_momentum": 0.01,  # torch's convention: Keras' 0.99; its running statistics lag a fast-learning network
     "patch_size": 72,  # cubic training patch, a multiple of 2 ** (levels - 1)
     "batch_size": 5,
     "lr": 1.0e-4,  # Adam
@@ -76,12 +79,13 @@ CONFIG = "config.json"
 class ResidualBlock(nn.Module):
     """DeepFindET's residual block: (conv3-BN-LeakyReLU-conv3-BN) + shortcut, then LeakyReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, negative_slope: float):
+    def __init__(self, in_channels: int, out_channels: int, negative_slope: float, momentum: float):
         super().__init__()
         act = ("leakyrelu", {"negative_slope": negative_slope, "inplace": True})
+        norm = ("batch", {"momentum": momentum, "eps": 1e-3})  # Keras' epsilon
         self.body = nn.Sequential(
-            Convolution(3, in_channels, out_channels, kernel_size=3, norm="batch", act=act),
-            Convolution(3, out_channels, out_channels, kernel_size=3, norm="batch", act=None),
+            Convolution(3, in_channels, out_channels, kernel_size=3, norm=norm, act=act),
+            Convolution(3, out_channels, out_channels, kernel_size=3, norm=norm, act=None),
         )
         self.shortcut = (
             Convolution(3, in_channels, out_channels, kernel_size=1, conv_only=True)
@@ -100,21 +104,29 @@ class ResidualBlock(nn.Module):
 class ResidualUNet(nn.Module):
     """DeepFindET's encoder-decoder: max-pooled residual encoder, residual bottleneck, up-sampled residual decoder."""
 
-    def __init__(self, classes: int, filters: Sequence[int], bottleneck_blocks: int, negative_slope: float):
+    def __init__(
+        self,
+        classes: int,
+        filters: Sequence[int],
+        bottleneck_blocks: int,
+        negative_slope: float = 0.3,
+        batch_norm_momentum: float = 0.01,
+    ):
         super().__init__()
+        block = partial(ResidualBlock, negative_slope=negative_slope, momentum=batch_norm_momentum)
         *levels, bottom = filters
         channels = [1, *levels]
-        self.encoder = nn.ModuleList(ResidualBlock(a, b, negative_slope) for a, b in pairwise(channels))
+        self.encoder = nn.ModuleList(block(a, b) for a, b in pairwise(channels))
         self.bottleneck = nn.Sequential(
-            *(ResidualBlock(levels[-1] if i == 0 else bottom, bottom, negative_slope) for i in range(bottleneck_blocks))
+            *(block(levels[-1] if i == 0 else bottom, bottom) for i in range(bottleneck_blocks))
         )
         self.decoder = nn.ModuleList()
         below = bottom
         for channels_out in reversed(levels):
             self.decoder.append(
                 nn.Sequential(
-                    ResidualBlock(below + channels_out, channels_out, negative_slope),
-                    ResidualBlock(channels_out, channels_out, negative_slope),
+                    block(below + channels_out, channels_out),
+                    block(channels_out, channels_out),
                 )
             )
             below = channels_out
@@ -140,9 +152,10 @@ class DeepFindET(Architecture):
     """DeepFindET's residual U-Net on sphere targets, class-balanced patches, tiled sliding-window inference."""
 
     kind = "3d-segmenter"
+    defaults = DEFAULTS
 
     def __init__(self, config, particles, device, seed):
-        super().__init__({**DEFAULTS, **config}, particles, device, seed)
+        super().__init__(config, particles, device, seed)
         self._check_sizes()
         self.network = self._build()
         if self.config["pretrained"]:
@@ -185,6 +198,7 @@ class DeepFindET(Architecture):
     def predict(self, tomogram: Tomogram) -> pd.DataFrame:
         """One pick per large-enough connected component of each class in the tiled argmax segmentation."""
         c = self.config
+        self.network.eval()
         with torch.inference_mode():
             labels, probability = segment(tomogram, self._probabilities, self._window(), self.device)
         sizes = min_component_sizes(
@@ -205,14 +219,17 @@ class DeepFindET(Architecture):
         self.network.load_state_dict(torch.load(directory / WEIGHTS, map_location=self.device, weights_only=True))
 
     def _check_sizes(self) -> None:
-        """Patches and windows must halve cleanly at every pooling."""
+        """Patches and windows must halve cleanly at every pooling; a tile must hold a window."""
         factor = 2 ** (len(self.config["filters"]) - 1)
-        sizes = [self.config["patch_size"], *_triple(self.config["roi_size"])]
+        roi, tile = _triple(self.config["roi_size"]), _triple(self.config["tile_size"])
+        sizes = [self.config["patch_size"], *roi]
         if any(size % factor for size in sizes):
             raise BenchError(
                 f"deepfindet: patch_size and roi_size must be multiples of {factor} with "
                 f"{len(self.config['filters'])} filter levels; got {sizes}"
             )
+        if any(t < r for t, r in zip(tile, roi, strict=True)):
+            raise BenchError(f"deepfindet: tile_size {list(tile)} must be at least roi_size {list(roi)} on every axis")
 
     def _build(self) -> ResidualUNet:
         """The network in evaluation mode on the device, its weights drawn from the architecture's seed."""
@@ -220,7 +237,11 @@ class DeepFindET(Architecture):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             network = ResidualUNet(
-                class_count(self.particles), c["filters"], c["bottleneck_blocks"], c["negative_slope"]
+                class_count(self.particles),
+                c["filters"],
+                c["bottleneck_blocks"],
+                c["negative_slope"],
+                c["batch_norm_momentum"],
             )
         return network.to(self.device, memory_format=torch.channels_last_3d).eval()
 

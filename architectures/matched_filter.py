@@ -43,9 +43,10 @@ class MatchedFilterDetector(Architecture):
     """Per particle type, the LoG scale or shell template whose maxima give the best train F4."""
 
     kind = "classical"
+    defaults = DEFAULTS
 
     def __init__(self, config, particles, device, seed):
-        super().__init__({**DEFAULTS, **config}, particles, device, seed)
+        super().__init__(config, particles, device, seed)
         self.templates: dict[str, dict[str, float]] = {}  # per type: {"sigma"} or {"radius", "hollow"}, in voxels
         self.polarity = 1.0  # +1: particles darker than the background
 
@@ -136,9 +137,14 @@ class MatchedFilterDetector(Architecture):
 
 
 def _ball(k: np.ndarray, radius: float) -> np.ndarray:
-    """Fourier transform of a solid ball of unit integral (k in cycles/voxel, radius in voxels)."""
-    x = np.maximum(2 * np.pi * k * radius, 1e-6)
-    return 3 * (np.sin(x) - x * np.cos(x)) / x**3
+    """Fourier transform of a solid ball of unit integral (k in cycles/voxel, radius in voxels).
+
+    In float64 with its Taylor series near k = 0, where sin(x) - x cos(x) cancels.
+    """
+    x = 2 * np.pi * np.asarray(k, dtype=np.float64) * radius
+    small = x < 1e-2
+    safe = np.where(small, 1.0, x)
+    return np.where(small, 1 - x**2 / 10, 3 * (np.sin(safe) - safe * np.cos(safe)) / safe**3)
 
 
 def _shell(k: np.ndarray, outer: float, inner: float) -> np.ndarray:

@@ -86,9 +86,17 @@ class Architecture(abc.ABC):
 
     #: what it is, for listings: "3d-segmenter", "2d-detector", "ensemble" or "classical".
     kind: ClassVar[str] = "other"
+    #: every config option with its default; when given, a suite's unknown option is an error, not ignored.
+    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: dict[str, Any], particles: ParticleTable, device: str, seed: int):
-        self.config = dict(config)
+        unknown = sorted(set(config) - set(self.defaults)) if self.defaults else []
+        if unknown:
+            raise BenchError(
+                f"{type(self).__name__} has no config option(s) {', '.join(map(repr, unknown))}; "
+                f"known options: {', '.join(self.defaults)}"
+            )
+        self.config = {**self.defaults, **config}
         self.particles = particles
         self.device = device
         self.seed = seed

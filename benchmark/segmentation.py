@@ -71,8 +71,10 @@ def paint_spheres(
     return labels
 
 
-def intensity_statistics(tomogram: Tomogram, slab: int = 16) -> tuple[float, float]:
-    """Mean and standard deviation of level 0, accumulated over z-slabs so the volume is never held whole."""
+def intensity_statistics(tomogram: Tomogram, slab: int | None = None) -> tuple[float, float]:
+    """Mean and standard deviation of level 0, accumulated over z-slabs (a zarr chunk deep by default) so the
+    volume is never held whole."""
+    slab = slab or getattr(tomogram.levels[0], "chunks", (16,))[0]
     total = squares = 0.0
     for z in range(0, tomogram.shape[0], slab):
         block = tomogram.read(0, (slice(z, z + slab), slice(None), slice(None))).astype(np.float64)
@@ -84,11 +86,15 @@ def intensity_statistics(tomogram: Tomogram, slab: int = 16) -> tuple[float, flo
 
 
 def standardised(
-    tomogram: Tomogram, statistics: tuple[float, float], region: tuple[slice, slice, slice] | None = None
+    tomogram: Tomogram,
+    statistics: tuple[float, float] | None = None,
+    region: tuple[slice, slice, slice] | None = None,
 ) -> np.ndarray:
-    """A float32 region of level 0 (all of it by default) less the tomogram's mean, over its standard deviation."""
-    mean, std = statistics
-    volume = tomogram.read(0, region) - mean  # a new array: read() may return a view of the level
+    """A float32 region of level 0 (all of it by default) less the mean, over the standard deviation: the given
+    statistics of the whole tomogram, else the region's own."""
+    volume = tomogram.read(0, region)
+    mean, std = statistics or (float(volume.mean(dtype=np.float64)), float(volume.std(dtype=np.float64)) or 1.0)
+    volume = volume - mean  # a new array: read() may return a view of the level
     volume /= std
     return volume
 
@@ -138,8 +144,8 @@ class PatchSampler:
     def from_samples(
         cls, samples: Sequence[Sample], particles: ParticleTable, fraction: float, **options
     ) -> PatchSampler:
-        """Read, standardise and paint the target spheres of every sample, kept in memory."""
-        volumes = [standardised(s.tomogram, intensity_statistics(s.tomogram)) for s in samples]
+        """Read (once), standardise and paint the target spheres of every sample, kept in memory."""
+        volumes = [standardised(s.tomogram) for s in samples]
         targets = [
             paint_spheres(s.tomogram.shape, s.picks, particles, s.tomogram.voxel_size, fraction) for s in samples
         ]
@@ -151,11 +157,10 @@ class PatchSampler:
             sites = self.sites[list(self.sites)[self.rng.integers(len(self.sites))]]
             index, *centre = sites[self.rng.integers(len(sites))]
             centre = np.asarray(centre) + self.rng.integers(-self.jitter, self.jitter + 1, size=3)
-        else:
-            index = int(self.rng.integers(len(self.volumes)))
-            centre = self.rng.integers(0, self.volumes[index].shape)
-        upper = np.asarray(self.volumes[index].shape) - self.size
-        return int(index), np.clip(centre - self.size // 2, 0, upper)
+            upper = np.asarray(self.volumes[index].shape) - self.size
+            return int(index), np.clip(centre - self.size // 2, 0, upper)
+        index = int(self.rng.integers(len(self.volumes)))  # a uniform corner: no pile-up of patches at the faces
+        return index, self.rng.integers(0, np.asarray(self.volumes[index].shape) - self.size + 1)
 
     def batch(self, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Augmented images (count, 1, s, s, s) float32 and class targets (count, 1, s, s, s) int64."""

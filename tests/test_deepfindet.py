@@ -13,12 +13,24 @@ from benchmark.particles import ParticleTable
 PARTICLES = ParticleTable.czii()
 
 
-def test_the_network_gives_seven_class_maps_of_the_patch_whose_softmax_sums_to_one():
+def test_the_network_gives_seven_class_maps_of_the_patch():
     network = ResidualUNet(7, [8, 12, 16], 2, 0.3).eval()
     with torch.no_grad():
         logits = network(torch.randn(2, 1, 16, 24, 32))
     assert logits.shape == (2, 7, 16, 24, 32)
-    torch.testing.assert_close(torch.softmax(logits, dim=1).sum(dim=1), torch.ones(2, 16, 24, 32))
+
+
+def test_the_loss_is_deepfindets_tversky_with_alpha_on_false_positives_and_beta_on_false_negatives():
+    torch.manual_seed(1)
+    logits, targets = torch.randn(2, 7, 6, 6, 6), torch.randint(0, 7, (2, 1, 6, 6, 6))
+    probability = torch.softmax(logits, dim=1)
+    truth = torch.nn.functional.one_hot(targets[:, 0], 7).permute(0, 4, 1, 2, 3).float()
+    tp, fp, fn = (
+        (a * b).sum(dim=(0, 2, 3, 4))
+        for a, b in ((probability, truth), (probability, 1 - truth), (1 - probability, truth))
+    )
+    expected = 1 - (tp / (tp + 0.3 * fp + 0.7 * fn + 1e-3)).mean()
+    torch.testing.assert_close(tversky_loss(DEFAULTS)(logits, targets), expected)
 
 
 def test_a_few_adam_steps_lower_the_tversky_loss_on_a_fixed_batch():
@@ -58,8 +70,10 @@ def test_residual_blocks_have_a_one_voxel_convolution_shortcut_exactly_where_the
 
 
 def test_config_overrides_reach_the_network():
-    model = DeepFindET({"filters": [4, 6, 10], "bottleneck_blocks": 3}, PARTICLES, "cpu", seed=0)
+    model = DeepFindET({"filters": [4, 6, 10], "bottleneck_blocks": 3, "batch_norm_momentum": 0.2}, PARTICLES, "cpu", 0)
     network = model.network
+    norms = [m for m in network.modules() if isinstance(m, nn.BatchNorm3d)]
+    assert norms and all(m.momentum == 0.2 and m.eps == 1e-3 for m in norms)
     assert [block.body[0].conv.out_channels for block in network.encoder] == [4, 6]
     assert len(network.bottleneck) == 3
     assert network.bottleneck[0].body[0].conv.out_channels == 10
@@ -76,6 +90,13 @@ def test_the_seed_fixes_the_initial_weights_and_pretrained_weights_are_loaded(tm
     assert all(torch.equal(loaded.state_dict()[k], other[k]) for k in other)
 
 
-def test_patch_and_window_sizes_must_survive_the_poolings():
+def test_patch_and_window_sizes_must_survive_the_poolings_and_fit_a_tile():
     with pytest.raises(BenchError, match="multiples of 4"):
         DeepFindET({"patch_size": 30}, PARTICLES, "cpu", 0)
+    with pytest.raises(BenchError, match="tile_size"):
+        DeepFindET({"roi_size": [32, 64, 64], "tile_size": [64, 64, 48]}, PARTICLES, "cpu", 0)
+
+
+def test_an_unknown_config_option_is_refused_with_the_known_ones():
+    with pytest.raises(BenchError, match=r"'learning_rate'.*known options: filters"):
+        DeepFindET({"learning_rate": 1e-3}, PARTICLES, "cpu", 0)

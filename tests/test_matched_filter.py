@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from architectures.matched_filter import MatchedFilterDetector, _Spectrum
+from architectures.matched_filter import MatchedFilterDetector, _ball, _Spectrum
 from benchmark.particles import ParticleTable
 
 
@@ -32,3 +32,12 @@ def test_log_peaks_at_the_centre_of_a_solid_particle():
     volume = sphere_volume((32, 32, 32), (12, 18, 15), outer=5)
     blob = response({"sigma": 5 / np.sqrt(3)}, volume)
     assert np.unravel_index(np.argmax(blob), blob.shape) == (12, 18, 15)
+
+
+def test_the_ball_transform_is_one_at_zero_frequency_and_continuous_near_it():
+    k = np.array([0.0, 1e-5, 1e-3, 0.02], dtype=np.float32)  # float32, as the spectra hold it
+    values = _ball(k, 6.0)
+    assert values[0] == 1.0
+    x = 2 * np.pi * k.astype(np.float64) * 6.0
+    exact = 3 * (np.sin(x[1:]) - x[1:] * np.cos(x[1:])) / x[1:] ** 3
+    np.testing.assert_allclose(values[1:], exact, rtol=1e-6)

@@ -99,6 +99,14 @@ def test_classes_are_centred_about_equally_often_however_many_particles_each_has
     assert all(abs(s - 1 / 3) < 0.04 for s in share.values()), share
 
 
+def test_background_patch_corners_are_uniform_not_piled_at_the_faces():
+    patches = sampler({}, shape=(20, 30, 30), size=10, particle_share=0.0)
+    corners = np.array([patches.origin()[1] for _ in range(4000)])
+    assert corners[:, 0].min() == 0 and corners[:, 0].max() == 10
+    counts = np.bincount(corners[:, 0], minlength=11) / len(corners)
+    np.testing.assert_allclose(counts, 1 / 11, atol=0.025)  # 11 possible z corners, each equally likely
+
+
 @pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
 def test_patch_corners_keep_patches_inside_the_volume(share):
     shape = (20, 33, 41)
