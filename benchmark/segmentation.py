@@ -71,10 +71,12 @@ def paint_spheres(
     return labels
 
 
-def intensity_statistics(tomogram: Tomogram, slab: int | None = None) -> tuple[float, float]:
-    """Mean and standard deviation of level 0, accumulated over z-slabs (a zarr chunk deep by default) so the
-    volume is never held whole."""
-    slab = slab or getattr(tomogram.levels[0], "chunks", (16,))[0]
+def intensity_statistics(tomogram: Tomogram, slab: int = 16) -> tuple[float, float]:
+    """Mean and standard deviation of level 0, accumulated over thin z-slabs so the volume is never held whole.
+
+    Thinner than a zarr chunk (256 deep by default, more than a CZII tomogram): a chunk-deep slab would be the whole
+    volume, in float64.
+    """
     total = squares = 0.0
     for z in range(0, tomogram.shape[0], slab):
         block = tomogram.read(0, (slice(z, z + slab), slice(None), slice(None))).astype(np.float64)
