@@ -176,12 +176,15 @@ class DeepFindET(Architecture):
         loss_function = tversky_loss(c)
         optimiser = torch.optim.Adam(self.network.parameters(), lr=c["lr"])
         self.network.train()
-        for _ in tracker.epochs():
+        unit = "x".join(map(str, [c["patch_size"]] * 3)) + " patches"
+        for _ in tracker.epochs(samples=c["steps_per_epoch"] * c["batch_size"], unit=unit):
             losses = []
             for _ in range(c["steps_per_epoch"]):
+                if tracker.exhausted():  # an epoch longer than the minutes left ends early
+                    break
                 images, targets = sampler.batch(c["batch_size"])
                 losses.append(self.training_step(images, targets, optimiser, loss_function))
-            tracker.log(loss=float(np.mean(losses)))
+            tracker.log(loss=float(np.mean(losses)) if losses else float("nan"))
         self.network.eval()
 
     def training_step(

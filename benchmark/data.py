@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import json
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -27,6 +28,13 @@ class BenchWarning(UserWarning):
     """Something in the input is suspicious but usable; the CLI prints it as one line."""
 
 
+@dataclass
+class ReadClock:
+    """Seconds spent in `Tomogram.read`, so the runner can split a prediction's time into reading and the model."""
+
+    seconds: float = 0.0
+
+
 @dataclass(frozen=True)
 class Tomogram:
     """A lazily read tomogram pyramid; level 0 is full resolution, arrays are (z, y, x)."""
@@ -35,6 +43,7 @@ class Tomogram:
     tomo_type: str
     voxel_size: float
     levels: tuple[zarr.Array, ...]
+    reads: ReadClock = field(default_factory=ReadClock, compare=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -49,8 +58,11 @@ class Tomogram:
         """Read a level (or a (z, y, x) region of it) as float32, refusing non-finite values."""
         if not 0 <= level < len(self.levels):
             raise BenchError(f"{self.run}/{self.tomo_type} has pyramid levels 0-{len(self.levels) - 1}, not {level}")
+        started = time.perf_counter()
         array = np.asarray(self.levels[level][region or ...], dtype=np.float32)
-        if not np.isfinite(array).all():
+        finite = np.isfinite(array).all()
+        self.reads.seconds += time.perf_counter() - started
+        if not finite:
             raise BenchError(
                 f"tomogram {self.run}/{self.tomo_type} (level {level}) contains NaN or infinite values; "
                 "repair or regenerate the volume"

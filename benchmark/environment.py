@@ -59,6 +59,13 @@ def torch_state(device: str) -> dict[str, object]:
     }
 
 
+def job_environment(device: str) -> dict[str, object]:
+    """A job's torch state, or only its device when its plug-in never loaded torch."""
+    if "torch" in sys.modules:
+        return torch_state(device)
+    return {"device": device, "device_name": device_name(device), "torch_loaded": False}
+
+
 def environment(device: str) -> dict[str, object]:
     """The manifest's environment block."""
     return {

@@ -35,43 +35,88 @@ class Sample:
 
 @dataclass(frozen=True)
 class Budget:
-    """How long training may go: a number of epochs, wall-clock minutes, or both (whichever ends first)."""
+    """How long training may go: wall-clock minutes from the call of `fit` to its return, and an epoch bound.
 
+    `minutes` is the cap every architecture of a suite shares; `epochs`, when given, ends training earlier. The
+    runner stops a `fit` still running `grace_minutes` after the cap.
+    """
+
+    minutes: float
     epochs: int | None = None
-    minutes: float | None = None
+    grace_minutes: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.epochs is None and self.minutes is None:
-            raise BenchError("a budget needs 'epochs' or 'minutes'; set one in the suite file")
-        if (self.epochs is not None and self.epochs < 1) or (self.minutes is not None and self.minutes <= 0):
+        if self.minutes is None:
+            raise BenchError("a budget needs 'minutes' (the wall-clock cap of every fit); set it in the suite file")
+        if self.minutes <= 0 or self.grace_minutes < 0 or (self.epochs is not None and self.epochs < 1):
             raise BenchError(f"budget {self} must be positive; fix the suite file")
+
+    @property
+    def seconds(self) -> float:
+        """The cap in seconds."""
+        return 60.0 * self.minutes
 
 
 @dataclass
 class Tracker:
-    """Owned by the runner: times the epochs a plug-in runs and ends them when the budget is spent."""
+    """Owned by the runner: times the epochs a plug-in runs and ends them when the budget is spent.
+
+    The clock starts when the runner calls `start`, just before `fit` (data preparation counts). An epoch starts
+    only while the epoch bound is not reached and the longest epoch so far still fits in the minutes left; the first
+    epoch starts unless the minutes are already spent. Plug-ins with long epochs may also poll `exhausted`.
+    """
 
     budget: Budget
     synchronize: Callable[[], None] = lambda: None
     epoch_seconds: list[float] = field(default_factory=list)
     logs: list[dict[str, float]] = field(default_factory=list)
     progress: Callable[[int, dict[str, float]], None] | None = None
+    started: float | None = None
+    #: why the epoch loop ended: "epochs" (the bound), "minutes" (the cap cut it short) or "plug-in" (it broke out).
+    stopped_by: str | None = None
+    #: what one epoch is, as the plug-in declared it: how many samples of which unit.
+    epoch_samples: int | None = None
+    epoch_unit: str | None = None
+    train_seconds: float | None = None  # from the call of fit to its return, set by the runner
+    clock: Callable[[], float] = time.perf_counter
 
-    def epochs(self) -> Iterator[int]:
-        """Yield epoch indices while the budget lasts (at least one), timing each loop body as one epoch."""
-        start = time.perf_counter()
+    def start(self) -> None:
+        """Start the budget's clock (the runner calls this just before `fit`)."""
+        self.started = self.clock()
+
+    def elapsed(self) -> float:
+        """Seconds since the clock started."""
+        if self.started is None:
+            self.start()
+        return self.clock() - self.started
+
+    def exhausted(self) -> bool:
+        """Whether the minutes are spent."""
+        return self.elapsed() >= self.budget.seconds
+
+    def epochs(self, samples: int | None = None, unit: str = "samples") -> Iterator[int]:
+        """Yield epoch indices while the budget lasts, timing each loop body as one epoch.
+
+        `samples` and `unit` say what one epoch is (e.g. 720, "32^3 patches"), for the results.
+        """
+        self.epoch_samples, self.epoch_unit = samples, unit if samples is not None else None
+        self.stopped_by = "plug-in"
         epoch = 0
-        while self.budget.epochs is None or epoch < self.budget.epochs:
-            spent = time.perf_counter() - start
-            if epoch and self.budget.minutes is not None and spent >= 60 * self.budget.minutes:
+        while True:
+            if self.budget.epochs is not None and epoch >= self.budget.epochs:
+                self.stopped_by = "epochs"
+                return
+            longest = max(self.epoch_seconds, default=0.0)
+            if self.exhausted() or self.elapsed() + longest > self.budget.seconds:
+                self.stopped_by = "minutes"
                 return
             self.synchronize()
-            begin = time.perf_counter()
+            begin = self.clock()
             try:
                 yield epoch
             finally:  # a loop body that breaks out still counts as an epoch
                 self.synchronize()
-                self.epoch_seconds.append(time.perf_counter() - begin)
+                self.epoch_seconds.append(self.clock() - begin)
             if self.progress is not None:
                 self.progress(epoch, self.logs[-1] if len(self.logs) > epoch else {})
             epoch += 1

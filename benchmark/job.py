@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from benchmark.data import Project
-from benchmark.environment import torch_state
+from benchmark.environment import job_environment
 from benchmark.errors import BenchError
 from benchmark.files import write_csv, write_json
 from benchmark.interface import Architecture, Sample, Tracker, check_predictions
@@ -42,8 +44,11 @@ class JobSpec:
     suite: str  # path of the suite file
     config: str  # copick config
     architecture: dict
+    module: str  # the module that registers the architecture: the job imports only that plug-in
     seed: int
+    fold: str
     device: str
+    repeats: int  # timed predictions of each evaluated tomogram
     session_id: str | None  # copick session for write-back; None to skip it
 
     def save(self, path: Path) -> None:
@@ -66,13 +71,17 @@ def load_samples(project: Project, runs: list[str], data: DataSpec) -> list[Samp
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch, and ask torch for deterministic kernels."""
-    import torch
-    from monai.utils import set_determinism
+    """Seed Python and NumPy, and torch with deterministic kernels when a plug-in has loaded it."""
+    random.seed(seed)
+    np.random.seed(seed)
+    if "torch" in sys.modules:
+        import torch
 
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    set_determinism(seed=seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.manual_seed(seed)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def build(spec: ArchitectureSpec, project: Project, device: str, seed: int) -> Architecture:
@@ -80,51 +89,82 @@ def build(spec: ArchitectureSpec, project: Project, device: str, seed: int) -> A
     return ARCHITECTURES.get(spec.name)(spec.config, project.particles, device, seed)
 
 
-def predict_picks(model: Architecture, spec: ArchitectureSpec, sample: Sample, project: Project) -> pd.DataFrame:
-    """Checked, post-processed candidate picks of one tomogram, tagged with its run."""
-    picks = check_predictions(model.predict(sample.tomogram), spec.name, sample.tomogram, project.particles)
-    picks = apply_steps(picks, spec.postprocess, sample.tomogram, project.particles)
-    return picks.assign(experiment=sample.run)
+def predict_picks(
+    model: Architecture, spec: ArchitectureSpec, sample: Sample, project: Project, sync: Callable[[], None]
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Checked, post-processed candidate picks of one tomogram, tagged with its run, and the seconds spent reading
+    it, in the model (predict less its reads), in checks and post-processing, and in all."""
+    clock = sample.tomogram.reads
+    clock.seconds = 0.0
+    sync()
+    started = time.perf_counter()
+    raw = model.predict(sample.tomogram)
+    sync()
+    predicted = time.perf_counter()
+    picks = check_predictions(raw, spec.label, sample.tomogram, project.particles)
+    picks = apply_steps(picks, spec.postprocess, sample.tomogram, project.particles).assign(experiment=sample.run)
+    done = time.perf_counter()
+    seconds = {
+        "read_seconds": clock.seconds,
+        "model_seconds": predicted - started - clock.seconds,
+        "postprocess_seconds": done - predicted,
+        "total_seconds": done - started,
+    }
+    return picks, seconds
+
+
+def mark_phase(folder: Path, phase: str) -> None:
+    """Tell the runner which phase the job is in and since when (wall clock): it enforces the fit's budget."""
+    write_json(folder / PHASE, {"phase": phase, "since": time.time(), "pid": os.getpid()})
 
 
 def run_job(job: JobSpec) -> dict:
-    """Fit, predict val (also the warm-up) then test (timed), tune on val, score; return the result rows."""
+    """Fit on train; predict val (thresholds, warm-up); only then read the test runs, predict them timed, score."""
     suite = load_suite(job.suite)
     spec = ArchitectureSpec(**job.architecture)
+    split, budget, folder = suite.folds[job.fold], suite.budget_for(spec), Path(job.folder)
     project = Project(job.config)
+    factory = ARCHITECTURES.load(spec.name, job.module)
     seed_everything(job.seed)
-    splits = {name: load_samples(project, getattr(suite.split, name), suite.data) for name in ("train", "val", "test")}
-    model = build(spec, project, job.device, job.seed)
-    tracker = Tracker(suite.budget, synchronizer(job.device))
-    fit_memory, train_seconds = _fit(model, splits, suite, tracker, job.key)
-    model.save(Path(job.folder) / "model")
-    candidates, seconds, infer_memory = _predict(model, spec, splits, project, job)
-    thresholds = tune_thresholds(_truth(splits["val"]), candidates["val"], project.particles)
-    scores = _score_and_write(candidates, thresholds, splits, project, spec, job)
-    epochs = np.asarray(tracker.epoch_seconds)
-    per_slice = [t / s.tomogram.shape[0] for t, s in zip(seconds, splits["test"], strict=True)]
-    resources = {
-        "device": job.device,
-        "epochs": len(epochs),
-        "epoch_seconds_median": float(np.median(epochs)) if len(epochs) else None,
-        "epoch_seconds_iqr": _iqr(epochs),
-        "infer_seconds_per_tomogram": float(np.median(seconds)),
-        "infer_seconds_per_tomogram_iqr": _iqr(np.asarray(seconds)),
-        "infer_seconds_per_slice": float(np.median(per_slice)),
-        "peak_memory_gb": fit_memory.peak_gb,
-        "memory_kind": fit_memory.kind,
-        "infer_peak_memory_gb": infer_memory.peak_gb,
-        "nvml_peak_memory_gb": _max_known(fit_memory.nvml_peak_gb, infer_memory.nvml_peak_gb),
-        "train_seconds": train_seconds,
-    }
+    samples = {name: load_samples(project, getattr(split, name), suite.data) for name in ("train", "val")}
+    model = factory(spec.config, project.particles, job.device, job.seed)
+    tracker = Tracker(budget, synchronizer(job.device))
+    mark_phase(folder, "fit")
+    fit_memory = _fit(model, samples, tracker, job.key)
+    mark_phase(folder, "predict")
+    model.save(folder / "model")
+
+    started = time.perf_counter()
+    candidates, latency, infer_memory = _predict(model, spec, project, job, suite, samples)
+    predict_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    thresholds = tune_thresholds(_truth(samples["val"]), candidates["val"], project.particles)
+    picks = {name: apply_thresholds(found, thresholds) for name, found in candidates.items()}
+    scores = [row for name in picks for row in _score(name, picks[name], samples[name], project)]
+    score_seconds = time.perf_counter() - started
+    _write_predictions(candidates, picks, samples, project, spec, job)
     return {
         "status": "ok",
         "scores": scores,
-        "resources": resources,
+        "resources": {
+            "device": job.device,
+            **_training_columns(tracker),
+            **_memory_columns(fit_memory, ""),
+            **_memory_columns(infer_memory, "infer_"),
+            **_latency_columns(latency),
+            "timed_split": suite.evaluate,
+            "repeats": job.repeats,
+            "predict_seconds": predict_seconds,
+            "score_seconds": score_seconds,
+        },
         "thresholds": thresholds.rename(columns={"f4": "val_f4"}).to_dict("records"),
+        "latency": latency.to_dict("records"),
         "epoch_logs": tracker.logs,
-        "environment": torch_state(job.device),
+        "environment": job_environment(job.device),
     }
+
+
+PHASE = "phase.json"
 
 
 def _truth(samples: list[Sample]) -> pd.DataFrame:
@@ -132,71 +172,127 @@ def _truth(samples: list[Sample]) -> pd.DataFrame:
     return pd.concat([s.picks for s in samples], ignore_index=True)
 
 
-def _fit(model: Architecture, splits: dict, suite: Suite, tracker: Tracker, key: str) -> tuple[MemoryReading, float]:
-    """Fit under the memory probe with an epoch progress bar; returns the memory reading and the seconds."""
-    with tqdm(total=suite.budget.epochs, desc=f"{key} fit", unit="epoch", leave=False) as bar:
+def _fit(model: Architecture, samples: dict[str, list[Sample]], tracker: Tracker, key: str) -> MemoryReading:
+    """Fit under the memory probe with an epoch progress bar; the budget's clock starts with the call."""
+    with tqdm(total=tracker.budget.epochs, desc=f"{key} fit", unit="epoch", leave=False) as bar:
 
         def show(epoch: int, logs: dict[str, float]) -> None:
             bar.set_postfix(logs, refresh=False)
             bar.update()
 
         tracker.progress = show
-        sync = synchronizer(model.device)
         with PeakMemory(model.device) as memory:
-            started = time.perf_counter()
-            model.fit(splits["train"], splits["val"], suite.budget, tracker)
-            sync()
-            seconds = time.perf_counter() - started
-    return memory.reading, seconds
+            tracker.start()
+            model.fit(samples["train"], samples["val"], tracker.budget, tracker)
+            tracker.synchronize()
+            tracker.train_seconds = tracker.elapsed()
+    return memory.reading
 
 
-def _predict(model: Architecture, spec: ArchitectureSpec, splits: dict, project: Project, job: JobSpec) -> tuple:
-    """Candidates of the val runs (which double as the warm-up), then of the test runs, each one timed."""
+def _predict(
+    model: Architecture,
+    spec: ArchitectureSpec,
+    project: Project,
+    job: JobSpec,
+    suite: Suite,
+    samples: dict[str, list[Sample]],
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, MemoryReading]:
+    """Candidates of val and of the evaluated split, each evaluated tomogram timed `repeats` times after a warm-up.
+
+    When the suite evaluates test, the val predictions are the warm-up and the test runs are read (and added to
+    `samples`) only now, after fit has returned; a selection suite (evaluate: val) warms up on the first val run and
+    never reads test.
+    """
     sync = synchronizer(job.device)
-    candidates, seconds = {"val": [], "test": []}, []
-    with tqdm(total=len(splits["val"]) + len(splits["test"]), desc=f"{job.key} predict", leave=False) as bar:
-        for sample in splits["val"]:
-            candidates["val"].append(predict_picks(model, spec, sample, project))
+    testing = suite.evaluate == "test"
+    warm_up = samples["val"] if testing else samples["val"][:1]
+    timed_count = (len(suite.folds[job.fold].test) if testing else len(samples["val"])) * job.repeats
+    candidates, rows = {}, []
+    with tqdm(total=len(warm_up) + timed_count, desc=f"{job.key} predict", leave=False) as bar:
+        warm = []
+        for sample in warm_up:
+            warm.append(predict_picks(model, spec, sample, project, sync)[0])
             bar.update()
+        if testing:
+            candidates["val"] = pd.concat(warm, ignore_index=True)
+            samples["test"] = load_samples(project, suite.folds[job.fold].test, suite.data)
+        found = []
         with PeakMemory(job.device) as memory:
-            for sample in splits["test"]:
-                sync()
-                started = time.perf_counter()
-                candidates["test"].append(predict_picks(model, spec, sample, project))
-                sync()
-                seconds.append(time.perf_counter() - started)
-                bar.update()
-    return {k: pd.concat(v, ignore_index=True) for k, v in candidates.items()}, seconds, memory.reading
+            for sample in samples[suite.evaluate]:
+                for repeat in range(job.repeats):
+                    picks, seconds = predict_picks(model, spec, sample, project, sync)
+                    found += [picks] if repeat == 0 else []
+                    rows.append({"run": sample.run, "repeat": repeat, "z_slices": sample.tomogram.shape[0], **seconds})
+                    bar.update()
+        candidates[suite.evaluate] = pd.concat(found, ignore_index=True)
+    return candidates, pd.DataFrame(rows), memory.reading
 
 
-def _score_and_write(candidates, thresholds, splits, project, spec, job) -> list[dict]:
-    """Score the thresholded picks of val and test; write per-run CSVs, the candidates and the copick picks."""
-    scores = []
+def _score(split: str, picks: pd.DataFrame, samples: list[Sample], project: Project) -> list[dict]:
+    """Per-type rows and the weighted (competition) row of one split's thresholded picks."""
+    result = score_picks(_truth(samples), picks, project.particles)
+    totals = result.per_type[["tp", "fp", "fn"]].sum().to_dict()
+    weighted = {"particle_type": "weighted", "f4": result.weighted, **totals}
+    return [{"split": split, **row} for row in [*result.per_type.to_dict("records"), weighted]]
+
+
+def _write_predictions(candidates, picks, samples, project, spec: ArchitectureSpec, job: JobSpec) -> None:
+    """Per-run competition CSVs and copick picks of the thresholded picks; every scored candidate in one CSV."""
     out = Path(job.predictions)
-    for name in ("val", "test"):
-        picks = apply_thresholds(candidates[name], thresholds)
-        result = score_picks(_truth(splits[name]), picks, project.particles)
-        totals = result.per_type[["tp", "fp", "fn"]].sum().to_dict()
-        weighted = {"particle_type": "weighted", "f4": result.weighted, **totals}
-        scores += [{"split": name, **row} for row in [*result.per_type.to_dict("records"), weighted]]
-        for sample in splits[name]:
-            mine = picks[picks["experiment"] == sample.run]
+    for name, kept in picks.items():
+        for sample in samples[name]:
+            mine = kept[kept["experiment"] == sample.run]
             write_submission(mine, out / f"{sample.run}.csv")
             if job.session_id is not None:
-                project.write_picks(sample.run, mine, spec.name, job.session_id)
+                project.write_picks(sample.run, mine, spec.label, job.session_id)
     write_csv(out / "candidates.csv", pd.concat(candidates.values(), ignore_index=True))
-    return scores
+
+
+def _training_columns(tracker: Tracker) -> dict[str, object]:
+    """The budget, what ended training, what an epoch is, and the epoch and training times."""
+    epochs = np.asarray(tracker.epoch_seconds)
+    return {
+        "minutes": tracker.budget.minutes,
+        "epoch_bound": tracker.budget.epochs,
+        "epochs": len(epochs),
+        "stopped_by": tracker.stopped_by,
+        "epoch_samples": tracker.epoch_samples,
+        "epoch_unit": tracker.epoch_unit,
+        "epoch_seconds_median": float(np.median(epochs)) if len(epochs) else None,
+        "epoch_seconds_iqr": _iqr(epochs),
+        "train_seconds": tracker.train_seconds,
+    }
+
+
+def _memory_columns(reading: MemoryReading, prefix: str) -> dict[str, object]:
+    """A memory reading as resources columns; the kind and NVML's status are the training block's."""
+    columns = {
+        f"{prefix}peak_memory_gb": reading.peak_gb,
+        f"{prefix}process_peak_memory_gb": reading.process_peak_gb,
+        f"{prefix}reserved_peak_memory_gb": reading.reserved_peak_gb,
+        f"{prefix}nvml_peak_memory_gb": reading.nvml_peak_gb,
+    }
+    return columns if prefix else {**columns, "memory_kind": reading.kind, "nvml_status": reading.nvml_status}
+
+
+def _latency_columns(latency: pd.DataFrame) -> dict[str, float | None]:
+    """Medians over the timed predictions: read, model, post-processing and total seconds per tomogram, and model
+    seconds per z-slice, with the spread (IQR) of the total and of the per-slice figure."""
+    per_slice = (latency["model_seconds"] / latency["z_slices"]).to_numpy()
+    return {
+        "infer_read_seconds": float(latency["read_seconds"].median()),
+        "infer_model_seconds": float(latency["model_seconds"].median()),
+        "infer_postprocess_seconds": float(latency["postprocess_seconds"].median()),
+        "infer_seconds_per_tomogram": float(latency["total_seconds"].median()),
+        "infer_seconds_per_tomogram_iqr": _iqr(latency["total_seconds"].to_numpy()),
+        "infer_seconds_per_slice": float(np.median(per_slice)),
+        "infer_seconds_per_slice_iqr": _iqr(per_slice),
+    }
 
 
 def _iqr(values: np.ndarray) -> float | None:
     """Interquartile range, the spread reported next to a median."""
     return float(np.subtract(*np.percentile(values, [75, 25]))) if len(values) else None
-
-
-def _max_known(*values: float | None) -> float | None:
-    """The largest of the values that are known."""
-    known = [v for v in values if v is not None]
-    return max(known) if known else None
 
 
 def main(argv: list[str]) -> int:

@@ -25,9 +25,10 @@ class Registry:
     entry_point_group: str
     factories: dict[str, Callable[..., Any]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    modules: dict[str, str] = field(default_factory=dict)  # the module whose import registered each name
     failures: dict[str, str] = field(default_factory=dict)
     _discovered: bool = False
-    _loading: str = BUILTIN_SOURCE
+    _loading: tuple[str, str] = (BUILTIN_SOURCE, "")
 
     def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator: register a factory (a class or a function) under `name`."""
@@ -36,7 +37,7 @@ class Registry:
             if name in self.factories and self.factories[name] is not factory:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self.factories[name] = factory
-            self.sources[name] = self._loading
+            self.sources[name], self.modules[name] = self._loading
             return factory
 
         return decorate
@@ -48,20 +49,25 @@ class Registry:
         self._discovered = True
         package = importlib.import_module(self.builtin_package)
         for module in pkgutil.iter_modules(package.__path__, f"{self.builtin_package}."):
-            self._load(module.name, BUILTIN_SOURCE, lambda name=module.name: importlib.import_module(name))
+            self._load(module.name, BUILTIN_SOURCE, module.name)
         for point in entry_points(group=self.entry_point_group):
-            source = point.dist.name if point.dist is not None else point.value
-            self._load(point.name, source, point.load)
+            self._load(point.name, point.dist.name if point.dist is not None else point.value, point.module)
 
-    def _load(self, label: str, source: str, load: Callable[[], Any]) -> None:
-        """Run one plug-in import, attributing what it registers to `source`."""
-        self._loading = source
+    def load(self, name: str, module: str) -> Callable[..., Any]:
+        """The factory of `name`, importing only `module` (which registered it) rather than every plug-in."""
+        if name not in self.factories and module:
+            self._load(module, self.sources.get(name, module), module)
+        return self.get(name)
+
+    def _load(self, label: str, source: str, module: str) -> None:
+        """Import one plug-in module, attributing what it registers to `source`."""
+        self._loading = (source, module)
         try:
-            load()
+            importlib.import_module(module)
         except Exception as err:  # a broken plug-in must not take the others down
             self.failures[label] = f"{type(err).__name__}: {err}"
         finally:
-            self._loading = BUILTIN_SOURCE
+            self._loading = (BUILTIN_SOURCE, "")
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style wildcard pattern, sorted."""
@@ -69,8 +75,10 @@ class Registry:
         return sorted(n for n in self.factories if fnmatch.fnmatchcase(n, pattern))
 
     def get(self, name: str) -> Callable[..., Any]:
-        """The factory of `name`, or a one-line error suggesting close names."""
-        self.discover()
+        """The factory of `name` (discovering every plug-in when it is not yet known), or a one-line error suggesting
+        close names."""
+        if name not in self.factories:
+            self.discover()
         if name not in self.factories:
             close = difflib.get_close_matches(name, list(self.factories), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,21 @@ from matplotlib.figure import Figure
 from benchmark.errors import BenchError
 from benchmark.files import write_text
 from benchmark.particles import COMPETITION_WEIGHTS
-from benchmark.results import ResultsStore
+from benchmark.results import RESULTS_ROOT, ResultsStore
+from metrics.spread import CONFIDENCE, Spread, paired_difference
 
 METRICS = ["precision", "recall", "f1", "f4"]
-
+UNIT = ["seed", "fold"]  # one run of an architecture: the spread is over these
+PARTS = {"read": "infer_read_seconds", "model": "infer_model_seconds", "post-processing": "infer_postprocess_seconds"}
+OVERHEAD_TARGET = 0.05  # the harness's share of a job it aims to stay under
 
 README_START = "<!-- bench-report:{suite}:start -->"
 README_END = "<!-- bench-report:{suite}:end -->"
+
+
+def suites_with_results(root: Path = RESULTS_ROOT) -> list[str]:
+    """Names of the suites that have at least one results folder under `root`."""
+    return sorted(p.name for p in root.glob("*") if any(p.glob("*_*/manifest.json")))
 
 
 def build_report(store: ResultsStore, out: Path, readme: Path | None = None) -> list[Path]:
@@ -42,18 +51,27 @@ class Report:
     def __init__(self, store: ResultsStore):
         self.store = store
         self.manifest = store.manifest
+        self.split = self.manifest.get("evaluate", "test")
         self.resources = store.table("resources")
-        test = store.table("scores").query("split == 'test'")
-        self.per_type = test[test["particle_type"] != "weighted"]
-        self.weighted = test[test["particle_type"] == "weighted"]
+        scores = store.table("scores")
+        self.val = scores.query("split == 'val' and particle_type == 'weighted'")
+        evaluated = scores[scores["split"] == self.split]
+        self.per_type = evaluated[evaluated["particle_type"] != "weighted"]
+        self.weighted = evaluated[evaluated["particle_type"] == "weighted"]
         if self.weighted.empty:
             raise BenchError(
                 f"no successful job in {store.folder}; nothing to report (see its manifest.json for the errors)"
             )
         self.order = list(self.weighted.groupby("architecture")["f4"].mean().sort_values(ascending=False).index)
+        self.runs = self.weighted.groupby("architecture").size().max()
+
+    def competition(self, architecture: str, table: pd.DataFrame | None = None) -> pd.Series:
+        """The competition score of each run (seed, fold) of an architecture."""
+        table = self.weighted if table is None else table
+        return table[table["architecture"] == architecture].set_index(UNIT)["f4"]
 
     def per_particle_table(self) -> str:
-        """Table 1: precision, recall, F1 and F4 per particle type and architecture."""
+        """Precision, recall, F1 and F4 per particle type and architecture."""
         rows = []
         for particle in dict.fromkeys(self.per_type["particle_type"]):
             for arch in self.order:
@@ -65,62 +83,147 @@ class Report:
         return _markdown_table(rows, ["Particle", "Architecture", "Precision", "Recall", "F1", "F4"])
 
     def summary_table(self) -> str:
-        """Table 2: mean recall, precision and F4 over the scored types, and the competition score."""
+        """Mean recall, precision and F4 over the scored types, and the competition score with its interval."""
         weights = self.per_type["particle_type"].map(lambda name: COMPETITION_WEIGHTS.get(name, 1.0))
         scored = self.per_type[weights > 0]
         rows = []
         for arch in self.order:
-            means = scored[scored["architecture"] == arch].groupby("seed")[["recall", "precision", "f4"]].mean()
-            competition = self.weighted.loc[self.weighted["architecture"] == arch, "f4"]
+            means = scored[scored["architecture"] == arch].groupby(UNIT)[["recall", "precision", "f4"]].mean()
+            spread = Spread.of(self.competition(arch))
             rows.append([arch, *[_mean_std(means[m]) for m in ("recall", "precision", "f4")],
-                         f"**{_mean_std(competition)}**"])  # fmt: skip
-        return _markdown_table(rows, ["Architecture", "Recall", "Precision", "Mean F4", "Competition score"])
+                         f"**{_format(spread)}**", _interval(spread), str(spread.runs)])  # fmt: skip
+        header = ["Architecture", "Recall", "Precision", "Mean F4", "Competition score", _ci_header(), "Runs"]
+        return _markdown_table(rows, header)
 
-    def resources_table(self) -> str:
-        """Table 3: peak memory, time per epoch and inference time per tomogram and per slice."""
+    def paired_table(self) -> str | None:
+        """For each pair of architectures, the difference of their competition scores over the runs both have."""
+        if len(self.order) < 2:
+            return None
+        rows = []
+        for first, second in combinations(self.order, 2):
+            spread = paired_difference(self.competition(first), self.competition(second))
+            difference = [f"{spread.mean:+.3f}", _interval(spread, signed=True), str(spread.runs)]
+            rows.append([f"{first} - {second}", *difference])
+        return _markdown_table(rows, ["Pair", "Mean difference", _ci_header(), "Paired runs"])
+
+    def validation_table(self) -> str | None:
+        """The val competition score per architecture: the figure settings are chosen by (absent in a val suite)."""
+        if self.split == "val" or self.val.empty:
+            return None
+        rows = []
+        for arch in self.order:
+            spread = Spread.of(self.competition(arch, self.val))
+            rows.append([arch, _format(spread), _interval(spread), str(spread.runs)])
+        return _markdown_table(rows, ["Architecture", "Val competition score", _ci_header(), "Runs"])
+
+    def training_table(self) -> str:
+        """The budget each architecture had, what ended its training, what an epoch is, and how long it took."""
+        rows = []
+        for arch in self.order:
+            found = self.resources[self.resources["architecture"] == arch]
+            bound = found["epoch_bound"].dropna()
+            epochs = _mean_std(found["epochs"], 0) + (f" / {int(bound.iloc[0])}" if len(bound) else "")
+            cut = int((found["stopped_by"] == "minutes").sum())
+            rows.append([
+                arch,
+                f"{found['minutes'].iloc[0]:g}",
+                epochs + (f" (cut by the cap in {cut} of {len(found)})" if cut else ""),
+                _epoch_definition(found),
+                _median_iqr(found["epoch_seconds_median"], found["epoch_seconds_iqr"], 1),
+                _mean_std(found["train_seconds"], 0),
+            ])  # fmt: skip
+        header = ["Architecture", "Budget (min)", "Epochs run / bound", "One epoch", "Time per epoch (s)",
+                  "Training (s)"]  # fmt: skip
+        return _markdown_table(rows, header)
+
+    def memory_table(self) -> str:
+        """Peak memory above the job's baseline and of the whole process, in training and in inference."""
+        gpu = (self.resources["memory_kind"] == "cuda-allocator").any()
+        rows = []
+        for arch in self.order:
+            found = self.resources[self.resources["architecture"] == arch]
+            row = [arch, found["memory_kind"].iloc[0]]
+            for prefix in ("", "infer_"):
+                row += [_mean_std(found[f"{prefix}{c}"], 2) for c in ("peak_memory_gb", "process_peak_memory_gb")]
+                if gpu:
+                    row += [_mean_std(found[f"{prefix}reserved_peak_memory_gb"], 2), _nvml(found, prefix)]
+            rows.append(row)
+        extra = ["reserved", "NVML process"] if gpu else []
+        header = ["Architecture", "Kind"]
+        for phase in ("training", "inference"):
+            header += [f"{phase}: above baseline", f"{phase}: whole process", *(f"{phase}: {e}" for e in extra)]
+        return _markdown_table(rows, header)
+
+    def latency_table(self) -> str:
+        """Inference seconds per tomogram split into read, model and post-processing, and per z-slice."""
         rows = []
         for arch in self.order:
             found = self.resources[self.resources["architecture"] == arch]
             rows.append([
                 arch,
-                f"{_mean_std(found['peak_memory_gb'], 2)} ({found['memory_kind'].iloc[0]})",
-                _mean_std(found["epoch_seconds_median"], 1),
-                _mean_std(found["epochs"], 0),
-                _mean_std(found["infer_seconds_per_tomogram"], 2),
-                _mean_std(found["infer_seconds_per_slice"], 4),
-                _mean_std(found["infer_peak_memory_gb"], 2),
+                *[_mean_std(found[column], 2) for column in PARTS.values()],
+                _median_iqr(found["infer_seconds_per_tomogram"], found["infer_seconds_per_tomogram_iqr"], 2),
+                _median_iqr(found["infer_seconds_per_slice"], found["infer_seconds_per_slice_iqr"], 4),
             ])  # fmt: skip
-        header = ["Architecture", "Peak memory (GB)", "Time per epoch (s)", "Epochs", "Inference per tomogram (s)",
-                  "Inference per slice (s)", "Inference peak memory (GB)"]  # fmt: skip
+        header = ["Architecture", "Read (s)", "Model (s)", "Post-processing (s)", "Total per tomogram (s)",
+                  "Model per slice (s)"]  # fmt: skip
+        return _markdown_table(rows, header)
+
+    def overhead_table(self) -> str:
+        """The job's wall time split into fit, predict, scoring and the harness's own overhead."""
+        rows = []
+        for arch in self.order:
+            found = self.resources[self.resources["architecture"] == arch]
+            share = (found["overhead_seconds"] / found["job_seconds"]).mean()
+            rows.append([
+                arch,
+                *[_mean_std(found[c], 1) for c in ("job_seconds", "train_seconds", "predict_seconds", "score_seconds",
+                                                    "overhead_seconds")],
+                f"{share:.1%}" + ("" if share <= OVERHEAD_TARGET else " (over target)"),
+            ])  # fmt: skip
+        header = ["Architecture", "Job (s)", "Fit (s)", "Predict (s)", "Scoring (s)", "Harness overhead (s)", "Share"]
         return _markdown_table(rows, header)
 
     def conditions(self) -> list[str]:
-        """Bullet lines stating the data, split, budget, seeds, device and code of the run."""
+        """Bullet lines stating the data, split, budget, seeds, runs, device and code of the run."""
         manifest, data = self.manifest, self.manifest["data"]
         environment, git = manifest["environment"], manifest["environment"]["git"]
         if data.get("synthetic"):
             source = f"synthetic preset `{data['preset']}` (seed {data['seed']})"
         else:
             source = f"`{data['config']}`"
-        budget = ", ".join(f"{k} {v}" for k, v in manifest["budget"].items() if v is not None)
-        seeds = ", ".join(map(str, manifest["seeds"]))
+        budget = manifest["budget"]
+        bounds = ", ".join(f"{arch} {bound or '-'}" for arch, bound in manifest["epoch_bounds"].items())
+        folds = [name for name in manifest["folds"] if name != "ts"]
+        scored = "val (a selection suite: test never read)" if self.split == "val" else "test (reported)"
         return [
             f"- Data: {source}; tomogram type `{data['tomo_type']}`, voxel size {data['voxel_size']} Å",
             f"- Split: train {', '.join(manifest['split']['train'])}; val {', '.join(manifest['split']['val'])} "
-            f"(score thresholds tuned here, then frozen); test {', '.join(manifest['split']['test'])} (reported)",
-            f"- Budget: {budget}; seeds: {seeds}" + (" (mean ± std over seeds)" if len(manifest["seeds"]) > 1 else ""),
-            f"- Device: {environment['device_name']}; torch {environment['libraries']['torch']}; "
-            f"commit {git['short']}{' (uncommitted changes)' if git['dirty'] else ''}; run {manifest['created']}",
+            f"(score thresholds tuned here, then frozen); test {', '.join(manifest['split']['test'])}; scored: {scored}"
+            + (f"; plus {len(folds)} folds ({', '.join(folds)}: see the manifest)" if folds else ""),
+            f"- Budget: every fit capped at {budget['minutes']:g} min of wall clock from the call of `fit` to its "
+            f"return (stopped at +{budget['grace_minutes']:g} min); epoch bounds: {bounds}",
+            f"- Runs: seeds {', '.join(map(str, manifest['seeds']))} x {len(manifest['folds'])} fold(s); "
+            + (
+                f"mean ± std and {CONFIDENCE:.0%} t-intervals over {self.runs} runs"
+                if self.runs > 1
+                else "single run: no spread or interval"
+            ),
+            f"- Device: {environment['device_name']}; torch {environment['libraries']['torch']} with "
+            f"{environment.get('num_threads')} threads; commit {git['short']}"
+            f"{' (uncommitted changes)' if git['dirty'] else ''}; run {manifest['created']}",
         ]
 
     def markdown(self, plots: list[str]) -> str:
-        """The report's README: conditions, the three tables, the plots, jobs without results."""
+        """The report's README: conditions, the tables, the plots, jobs without results."""
         unfinished = [
             f"- `{key}`: {job['status']}" + (f": {job['error']}" if job.get("error") else "")
             for key, job in self.manifest["jobs"].items()
             if job["status"] != "ok"
         ]
-        device = self.manifest["environment"]["device_name"]
+        device, repeats = self.manifest["environment"]["device_name"], self.manifest["repeats"]
+        warm_up = "the val runs" if self.split == "test" else "the first val run"
+        paired, validation = self.paired_table(), self.validation_table()
         return "\n".join(
             [
                 f"# Suite `{self.manifest['suite']['name']}`",
@@ -129,23 +232,65 @@ class Report:
                 "",
                 *self.conditions(),
                 "",
-                "## Per-particle results (test runs)",
+                f"## Per-particle results ({self.split} runs)",
                 "",
                 self.per_particle_table(),
                 "",
-                "## Comparative summary (test runs)",
+                f"## Comparative summary ({self.split} runs)",
                 "",
                 "Recall, precision and F4 are means over the scored particle types (weight > 0); the competition "
                 "score is the weighted F4 (weights 1/0/2/1/2/1, divided by 7).",
                 "",
                 self.summary_table(),
                 "",
-                "## Computational requirements",
+                *(["### Paired differences of the competition score", "", paired, ""] if paired else []),
+                *(
+                    [
+                        "## Validation scores",
+                        "",
+                        "The competition score on the val runs (thresholds tuned there): the figure suite settings "
+                        "are chosen by.",
+                        "",
+                        validation,
+                        "",
+                    ]
+                    if validation
+                    else []
+                ),
+                "## Training under the budget",
                 "",
-                f"Measured on {device}. Peak memory during training; inference timed after a warm-up on the "
-                "validation runs, median over the test tomograms; per slice = per tomogram / z slices.",
+                "One budget for every architecture: wall-clock minutes from the call of `fit` (data preparation "
+                "included) to its return; the epoch bound fits the minutes on the reference machine, so the cap "
+                "only cuts a slower run short (and says so). Time per epoch: median (IQR).",
                 "",
-                self.resources_table(),
+                self.training_table(),
+                "",
+                "## Memory (GB)",
+                "",
+                "Peaks above the job's baseline (taken after imports and data opening, before `fit`; before the timed "
+                "predictions for inference) are the figures to compare; the whole process's peak stands beside them. "
+                "CPU: resident memory; GPU: torch's allocator.",
+                "",
+                self.memory_table(),
+                "",
+                "## Inference latency",
+                "",
+                f"Measured on {device}. Each {self.split} tomogram predicted {repeats} time(s) after a warm-up on "
+                f"{warm_up}; medians over tomograms x repeats, spread (±) the IQR. Read: time in `Tomogram.read` "
+                "(zarr decoding and checks); model: predict less its reads (the plug-in's own peak finding "
+                "included); post-processing: the harness's checks and the suite's steps. Per slice = model seconds "
+                "/ z-slices (the reference study's unit).",
+                "",
+                self.latency_table(),
+                "",
+                "## Harness overhead",
+                "",
+                "Job: the job process's wall time, from its start to its exit; fit, predict (every prediction: warm-up "
+                "and repeats) and scoring (threshold tuning and the metric) are the work measured; the rest is the "
+                f"harness's overhead (process start, imports, data opening, model save, write-back), "
+                f"target at most {OVERHEAD_TARGET:.0%}.",
+                "",
+                self.overhead_table(),
                 "",
                 "## Plots",
                 "",
@@ -156,16 +301,17 @@ class Report:
         )
 
     def plots(self) -> dict[str, Figure]:
-        """The three figures, by file name."""
+        """The figures, by file name."""
         cpu = self.manifest["device"] == "cpu"
         return {
-            "f4_per_particle.png": _plot_per_particle(self.per_type, self.order),
+            "f4_per_particle.png": _plot_per_particle(self.per_type, self.order, self.split),
             "f4_vs_latency.png": _plot_tradeoff(
                 self.weighted, self.resources, "infer_seconds_per_slice", _latency_label(cpu), self.order
             ),
             "f4_vs_memory.png": _plot_tradeoff(
                 self.weighted, self.resources, "peak_memory_gb", _memory_label(self.resources), self.order
             ),
+            "latency_breakdown.png": _plot_latency(self.resources, self.order, cpu),
         }
 
 
@@ -182,13 +328,53 @@ def update_readme(readme: Path, report: Report, out: Path) -> None:
 
 
 def _mean_std(values: pd.Series, digits: int = 3) -> str:
-    """'mean' for one seed, 'mean ± std' for several."""
+    """'mean' for one run, 'mean ± std' for several."""
     values = values.dropna().astype(float)
     if values.empty:
         return "n/a"
     if len(values) == 1:
         return f"{values.iloc[0]:.{digits}f}"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def _median_iqr(medians: pd.Series, iqrs: pd.Series, digits: int) -> str:
+    """A median with its IQR (one run), or the mean ± std of the medians over runs."""
+    if len(medians.dropna()) != 1:
+        return _mean_std(medians, digits)
+    iqr = iqrs.dropna()
+    return f"{medians.dropna().iloc[0]:.{digits}f}" + (f" ± {iqr.iloc[0]:.{digits}f}" if len(iqr) else "")
+
+
+def _format(spread: Spread) -> str:
+    """'mean' or 'mean ± std'."""
+    return f"{spread.mean:.3f}" if spread.std is None else f"{spread.mean:.3f} ± {spread.std:.3f}"
+
+
+def _interval(spread: Spread, signed: bool = False) -> str:
+    """The interval of a spread, or 'single run'."""
+    if spread.low is None:
+        return "single run"
+    sign = "+" if signed else ""
+    return f"[{spread.low:{sign}.3f}, {spread.high:{sign}.3f}]"
+
+
+def _ci_header() -> str:
+    """Header of an interval column."""
+    return f"{CONFIDENCE:.0%} interval"
+
+
+def _epoch_definition(found: pd.DataFrame) -> str:
+    """What one epoch is, as the plug-in told the tracker."""
+    row = found.iloc[0]
+    if pd.isna(row["epoch_samples"]):
+        return "not stated"
+    return f"{int(row['epoch_samples'])} {row['epoch_unit']}"
+
+
+def _nvml(found: pd.DataFrame, prefix: str) -> str:
+    """The NVML process peak, or why NVML gave none."""
+    values = found[f"{prefix}nvml_peak_memory_gb"].dropna()
+    return _mean_std(values, 2) if len(values) else str(found["nvml_status"].iloc[0])
 
 
 def _markdown_table(rows: list[list[str]], header: list[str]) -> str:
@@ -199,19 +385,19 @@ def _markdown_table(rows: list[list[str]], header: list[str]) -> str:
 
 def _latency_label(cpu: bool) -> str:
     """Axis label of the latency plot, naming CPU figures as such."""
-    return "inference seconds per z-slice" + (" (CPU)" if cpu else " (GPU)")
+    return "model seconds per z-slice" + (" (CPU)" if cpu else " (GPU)")
 
 
 def _memory_label(resources: pd.DataFrame) -> str:
     """Axis label of the memory plot with the kind of figure."""
     kinds = ", ".join(sorted(set(resources["memory_kind"].dropna())))
-    return f"peak training memory, GB ({kinds})"
+    return f"peak training memory above baseline, GB ({kinds})"
 
 
-def _plot_per_particle(per_type: pd.DataFrame, order: list[str]) -> Figure:
-    """Grouped bars: F4 per particle type per architecture, error bars over seeds."""
+def _plot_per_particle(per_type: pd.DataFrame, order: list[str], split: str) -> Figure:
+    """Grouped bars: F4 per particle type per architecture, error bars (std) over runs."""
     stats = per_type.groupby(["particle_type", "architecture"], sort=False)["f4"].agg(["mean", "std"]).fillna(0.0)
-    seeded = per_type["seed"].nunique() > 1
+    repeated = per_type.groupby("architecture")[UNIT].apply(lambda u: len(u.drop_duplicates())).max() > 1
     particles = list(dict.fromkeys(per_type["particle_type"]))
     figure = Figure(figsize=(1.6 + 1.5 * len(particles), 4.2))
     ax = figure.add_subplot()
@@ -221,11 +407,11 @@ def _plot_per_particle(per_type: pd.DataFrame, order: list[str]) -> Figure:
             stats.loc[(p, arch)] if (p, arch) in stats.index else pd.Series({"mean": 0, "std": 0}) for p in particles
         ]
         x = np.arange(len(particles)) + (i - (len(order) - 1) / 2) * width
-        errors = [v["std"] for v in values] if seeded else None
+        errors = [v["std"] for v in values] if repeated else None
         ax.bar(x, [v["mean"] for v in values], width, yerr=errors, capsize=2, label=arch)
     labels = [f"{p.replace('-', '-' + chr(10), 1)}\n(weight {COMPETITION_WEIGHTS.get(p, 1.0):g})" for p in particles]
     ax.set_xticks(np.arange(len(particles)), labels, fontsize=8)
-    ax.set_ylabel("F4 (test runs)")
+    ax.set_ylabel(f"F4 ({split} runs)")
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncols=min(4, len(order)), loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
@@ -237,7 +423,7 @@ def _plot_tradeoff(
     weighted: pd.DataFrame, resources: pd.DataFrame, column: str, label: str, order: list[str]
 ) -> Figure:
     """Scatter of the competition score against a resource figure, one labelled point per architecture."""
-    joined = weighted.merge(resources, on=["architecture", "seed"])
+    joined = weighted.merge(resources, on=["architecture", *UNIT])
     figure = Figure(figsize=(5.5, 4.2))
     ax = figure.add_subplot()
     for arch in order:
@@ -251,8 +437,25 @@ def _plot_tradeoff(
     else:
         ax.set_xlim(left=0, right=1.15 * float(joined[column].max()))
     ax.set_xlabel(label)
-    ax.set_ylabel("competition score (weighted F4, test)")
+    ax.set_ylabel("competition score (weighted F4)")
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3)
     ax.set_title(f"Score against {label.split(',')[0].split(' (')[0]}")
+    return figure
+
+
+def _plot_latency(resources: pd.DataFrame, order: list[str], cpu: bool) -> Figure:
+    """Stacked horizontal bars: median read, model and post-processing seconds per tomogram."""
+    figure = Figure(figsize=(6.5, 1.2 + 0.5 * len(order)))
+    ax = figure.add_subplot()
+    left = np.zeros(len(order))
+    for part, column in PARTS.items():
+        values = np.array([resources.loc[resources["architecture"] == a, column].mean() for a in order])
+        ax.barh(order, values, left=left, label=part)
+        left += values
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds per tomogram (median)" + (" (CPU)" if cpu else " (GPU)"))
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("Where inference time goes")
     return figure

@@ -12,14 +12,21 @@ from benchmark.errors import BenchError
 from benchmark.files import write_csv, write_json
 
 RESULTS_ROOT = Path("results")
+JOB = ["architecture", "seed", "fold"]  # the key of a job's rows; "architecture" holds the suite entry's label
+MEMORY = ["peak_memory_gb", "process_peak_memory_gb", "reserved_peak_memory_gb", "nvml_peak_memory_gb"]
 TABLES = {
-    "scores": ["architecture", "seed", "split", "particle_type", "precision", "recall", "f1", "f4", "tp", "fp", "fn"],
+    "scores": [*JOB, "split", "particle_type", "precision", "recall", "f1", "f4", "tp", "fp", "fn"],
     "resources": [
-        "architecture", "seed", "device", "epochs", "epoch_seconds_median", "epoch_seconds_iqr",
+        *JOB, "device", "minutes", "epoch_bound", "epochs", "stopped_by", "epoch_samples", "epoch_unit",
+        "epoch_seconds_median", "epoch_seconds_iqr", "train_seconds",
+        *MEMORY, "memory_kind", "nvml_status", *(f"infer_{column}" for column in MEMORY),
+        "timed_split", "repeats", "infer_read_seconds", "infer_model_seconds", "infer_postprocess_seconds",
         "infer_seconds_per_tomogram", "infer_seconds_per_tomogram_iqr", "infer_seconds_per_slice",
-        "peak_memory_gb", "memory_kind", "infer_peak_memory_gb", "nvml_peak_memory_gb", "train_seconds",
+        "infer_seconds_per_slice_iqr", "job_seconds", "predict_seconds", "score_seconds", "overhead_seconds",
     ],
-    "thresholds": ["architecture", "seed", "particle_type", "threshold", "val_f4", "references"],
+    "thresholds": [*JOB, "particle_type", "threshold", "val_f4", "references"],
+    "latency": [*JOB, "run", "repeat", "z_slices", "read_seconds", "model_seconds", "postprocess_seconds",
+                "total_seconds"],
 }  # fmt: skip
 
 
@@ -28,9 +35,9 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def job_id(architecture: str, seed: int) -> str:
-    """The key of one (architecture, seed) job."""
-    return f"{architecture}-seed{seed}"
+def job_id(label: str, seed: int, fold: str) -> str:
+    """The key of one (architecture label, seed, fold) job."""
+    return f"{label}-seed{seed}-{fold}"
 
 
 class ResultsStore:
@@ -85,19 +92,19 @@ class ResultsStore:
         """Working folder of one job: its spec, result, log and saved model."""
         return self.folder / "jobs" / key
 
-    def predictions_dir(self, architecture: str, seed: int) -> Path:
+    def predictions_dir(self, label: str, seed: int, fold: str) -> Path:
         """Where a job's per-run competition CSVs and scored candidates go."""
-        return self.folder / "predictions" / architecture / f"seed{seed}"
+        return self.folder / "predictions" / label / f"seed{seed}" / fold
 
     def table(self, name: str) -> pd.DataFrame:
         """One of the tidy tables (empty with its columns when nothing is stored yet)."""
         path = self.folder / f"{name}.csv"
         return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=TABLES[name])
 
-    def replace_rows(self, name: str, architecture: str, seed: int, rows: list[dict]) -> None:
-        """Store a job's rows of a table, replacing any earlier rows of the same job."""
+    def replace_rows(self, name: str, key: dict, rows: list[dict]) -> None:
+        """Store a job's rows of a table (`key`: its architecture, seed and fold), replacing earlier rows of the job."""
         table = self.table(name)
-        table = table[~((table["architecture"] == architecture) & (table["seed"] == seed))]
-        new = pd.DataFrame(rows, columns=TABLES[name])
-        table = new if table.empty else pd.concat([table, new], ignore_index=True)
-        write_csv(self.folder / f"{name}.csv", table.sort_values(["architecture", "seed"], kind="stable"))
+        same = (table[JOB].astype(str) == pd.Series({k: str(key[k]) for k in JOB})).all(axis=1)
+        new = pd.DataFrame([{**key, **row} for row in rows], columns=TABLES[name])
+        table = new if table[~same].empty else pd.concat([table[~same], new], ignore_index=True)
+        write_csv(self.folder / f"{name}.csv", table.sort_values(JOB, kind="stable"))

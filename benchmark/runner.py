@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +18,8 @@ from tqdm.auto import tqdm
 from benchmark.data import Project
 from benchmark.environment import environment
 from benchmark.errors import BenchError
-from benchmark.job import JobSpec, load_samples
+from benchmark.interface import Budget
+from benchmark.job import PHASE, JobSpec, load_samples
 from benchmark.registry import ARCHITECTURES, POSTPROCESSING
 from benchmark.results import RESULTS_ROOT, ResultsStore, job_id, utc_now
 from benchmark.suite import ArchitectureSpec, Suite
@@ -91,29 +94,33 @@ def run_suite(
         data = resolve_data(suite, config, echo)
         manifest = None
     project = Project(data["config"])
-    load_samples(project, suite.split.runs(), suite.data)  # every run and tomogram must exist before training starts
+    runs = sorted({run for split in suite.folds.values() for run in split.runs()})
+    load_samples(project, runs, suite.data)  # every run and tomogram must exist before training starts
     seeds = seeds or (manifest["seeds"] if manifest else suite.seeds)
     if manifest is None:
         manifest = _new_manifest(suite, data, device, seeds, command)
         store = ResultsStore.create(suite.name, manifest["environment"]["git"]["short"], root)
     else:
         manifest["seeds"] = sorted({*manifest["seeds"], *seeds})
-    jobs = [(spec, seed) for seed in seeds for spec in specs]
-    for spec, seed in jobs:
+    jobs = [(spec, seed, fold) for seed in seeds for fold in suite.folds for spec in specs]
+    for spec, seed, fold in jobs:
         manifest["jobs"].setdefault(
-            job_id(spec.name, seed), {"architecture": spec.name, "seed": seed, "status": "pending"}
+            job_id(spec.label, seed, fold),
+            {"architecture": spec.label, "name": spec.name, "seed": seed, "fold": fold, "status": "pending"},
         )
     store.write_manifest(manifest)
     echo(f"results: {store.folder}")
 
-    todo = [(spec, seed) for spec, seed in jobs if manifest["jobs"][job_id(spec.name, seed)]["status"] != "ok"]
+    todo = [job for job in jobs if manifest["jobs"][job_id(job[0].label, *job[1:])]["status"] != "ok"]
     failures = {}
     session = store.folder.name.split("_")[0]
-    for spec, seed in tqdm(todo, desc=f"suite {suite.name}", unit="job"):
-        error = _run_job(store, suite, data, spec, seed, device, f"{session}-s{seed}" if write_picks else None)
+    for spec, seed, fold in tqdm(todo, desc=f"suite {suite.name}", unit="job"):
+        picks_session = f"{session}-s{seed}-{fold}" if write_picks else None
+        job = _job_spec(store, suite, data, spec, (seed, fold), device, manifest["repeats"], picks_session)
+        error = _run_job(store, suite, job)
         if error is not None:
-            failures[job_id(spec.name, seed)] = error
-            echo(f"failed: {spec.name} seed {seed}: {error}")
+            failures[job.key] = error
+            echo(f"failed: {spec.label} seed {seed} fold {fold}: {error}")
     manifest = store.manifest
     store.write_manifest({**manifest, "finished": utc_now()})
     return store, failures
@@ -135,7 +142,11 @@ def _new_manifest(suite: Suite, data: dict, device: str, seeds: list[int], comma
             "ground_truth": [suite.data.user_id, suite.data.session_id],
         },
         "split": asdict(suite.split),
+        "folds": {name: asdict(split) for name, split in suite.folds.items()},
+        "evaluate": suite.evaluate,
         "budget": asdict(suite.budget),
+        "epoch_bounds": {spec.label: suite.budget_for(spec).epochs for spec in suite.architectures},
+        "repeats": suite.repeats or (3 if device.startswith("cuda") else 1),
         "seeds": seeds,
         "device": device,
         "environment": environment(device),
@@ -163,43 +174,79 @@ def _resumed(suite: Suite, resume: str, config: str | None, device: str | None, 
     return store, manifest
 
 
-def _run_job(
-    store: ResultsStore, suite: Suite, data: dict, spec: ArchitectureSpec, seed: int, device: str, session: str | None
-) -> str | None:
-    """Run one job in its own process and store its rows; returns its error, or None when it succeeded."""
-    key = job_id(spec.name, seed)
+def _job_spec(
+    store: ResultsStore,
+    suite: Suite,
+    data: dict,
+    spec: ArchitectureSpec,
+    seed_fold: tuple[int, str],
+    device: str,
+    repeats: int,
+    session: str | None,
+) -> JobSpec:
+    """The spec of one job, written into its fresh working folder."""
+    seed, fold = seed_fold
+    key = job_id(spec.label, seed, fold)
     folder = store.job_dir(key)
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("result.json", "traceback.txt"):
+    for stale in ("result.json", "traceback.txt", PHASE):
         (folder / stale).unlink(missing_ok=True)
     job = JobSpec(
         key=key,
         folder=str(folder),
-        predictions=str(store.predictions_dir(spec.name, seed)),
+        predictions=str(store.predictions_dir(spec.label, seed, fold)),
         suite=str(suite.path),
         config=data["config"],
         architecture=asdict(spec),
+        module=ARCHITECTURES.modules.get(spec.name, ""),
         seed=seed,
+        fold=fold,
         device=device,
+        repeats=repeats,
         session_id=session,
     )
     job.save(folder / "job.json")
-    store.update_job(key, status="running", started=utc_now())
+    return job
+
+
+def _run_job(store: ResultsStore, suite: Suite, job: JobSpec) -> str | None:
+    """Run one job in its own process group, stopped if its fit overruns; store its rows; return its error."""
+    folder = Path(job.folder)
+    budget = suite.budget_for(ArchitectureSpec(**job.architecture))
+    store.update_job(job.key, status="running", started=utc_now())
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "benchmark.job", str(folder / "job.json")]
+    process = subprocess.Popen(command, start_new_session=True)
     try:
-        process = subprocess.run([sys.executable, "-m", "benchmark.job", str(folder / "job.json")], check=False)
+        overran = _supervise(process, folder, budget)
     except KeyboardInterrupt:
-        store.update_job(key, status="interrupted", finished=utc_now())
+        store.update_job(job.key, status="interrupted", finished=utc_now())
         raise BenchError(
             f"interrupted; finished jobs are kept in {store.folder}; "
             f"complete them with: bench run --suite {suite.name} --resume {store.folder}"
         ) from None
-    result = _read_result(folder, process.returncode)
+    finally:
+        _stop_group(process)  # the job's children too, whether it ended, overran or was interrupted
+    seconds = time.perf_counter() - started
+    if overran:
+        minutes = budget.minutes + budget.grace_minutes
+        result = {
+            "status": "over budget",
+            "error": f"fit had not returned {minutes:g} minutes after it started (budget {budget.minutes:g} min + "
+            f"{budget.grace_minutes:g} min grace); the job was stopped",
+        }
+    else:
+        result = _read_result(folder, process.returncode)
     if result["status"] == "ok":
-        for table in ("scores", "resources", "thresholds"):
+        resources = result["resources"]
+        plugin = resources["train_seconds"] + resources["predict_seconds"] + resources["score_seconds"]
+        result["resources"] = {**resources, "job_seconds": seconds, "overhead_seconds": seconds - plugin}
+        key = {"architecture": job.architecture["label"], "seed": job.seed, "fold": job.fold}
+        for table in ("scores", "resources", "thresholds", "latency"):
             rows = result[table] if isinstance(result[table], list) else [result[table]]
-            store.replace_rows(table, spec.name, seed, [{"architecture": spec.name, "seed": seed, **r} for r in rows])
+            store.replace_rows(table, key, rows)
     store.update_job(
-        key,
+        job.key,
         status=result["status"],
         error=result.get("error"),
         finished=utc_now(),
@@ -207,6 +254,31 @@ def _run_job(
         epoch_logs=result.get("epoch_logs"),
     )
     return result.get("error") if result["status"] != "ok" else None
+
+
+def _supervise(process: subprocess.Popen, folder: Path, budget: Budget, poll: float = 0.5) -> bool:
+    """Wait for a job; stop it when its fit is still running at the budget plus grace. True when it was stopped."""
+    limit = 60 * (budget.minutes + budget.grace_minutes)
+    while True:
+        try:
+            process.wait(timeout=poll)
+            return False
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            phase = json.loads((folder / PHASE).read_text())
+        except (OSError, json.JSONDecodeError):  # not yet written
+            continue
+        if phase["phase"] == "fit" and time.time() - phase["since"] > limit:
+            _stop_group(process)
+            return True
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """Kill a job's whole process group (it leads its own session) and reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _read_result(folder: Path, returncode: int) -> dict:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import hashlib
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from benchmark.interface import Budget
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 EXAMPLE = "suites/smoke.yaml"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # suite names and labels become folder names
+SPLIT_FOLD = "ts"  # the fold name of the suite's own split
+EVALUATE = ("test", "val")
 
 
 @dataclass(frozen=True)
@@ -43,14 +47,34 @@ class Split:
         """All runs of the split, train first."""
         return [*self.train, *self.val, *self.test]
 
+    def check(self, where: str) -> None:
+        """Refuse a run listed twice, within one list or across lists: the splits must be disjoint."""
+        seen: dict[str, str] = {}
+        for part in ("train", "val", "test"):
+            for run in getattr(self, part):
+                if run in seen:
+                    place = f"twice in {part}" if seen[run] == part else f"in both {seen[run]} and {part}"
+                    raise BenchError(
+                        f"{where}: run '{run}' is listed {place}; train, val and test must be disjoint, "
+                        "each run listed once"
+                    )
+                seen[run] = part
+
 
 @dataclass(frozen=True)
 class ArchitectureSpec:
-    """One architecture of a suite: its registered name, config and post-processing steps."""
+    """One architecture of a suite: its registered name, the label that keys its results, config, epoch bound and
+    post-processing steps."""
 
     name: str
     config: dict[str, Any] = field(default_factory=dict)
     postprocess: list[dict[str, Any]] = field(default_factory=list)
+    label: str = ""
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
 
 
 @dataclass(frozen=True)
@@ -66,19 +90,26 @@ class Suite:
     seeds: list[int]
     device: str
     architectures: list[ArchitectureSpec]
+    folds: dict[str, Split] = field(default_factory=dict)  # fold name -> split; "ts" is the split itself
+    evaluate: str = "test"  # the split scored and reported: "test", or "val" for a selection suite
+    repeats: int | None = None  # timed predictions per tomogram; None: 1 on CPU, 3 on GPU
 
     @property
     def sha256(self) -> str:
         """Hash of the suite file's bytes, recorded in the manifest."""
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
+    def budget_for(self, spec: ArchitectureSpec) -> Budget:
+        """The suite's budget with the architecture's own epoch bound, when it has one."""
+        return replace(self.budget, epochs=spec.epochs) if spec.epochs is not None else self.budget
+
     def select(self, pattern: str | None) -> list[ArchitectureSpec]:
-        """The architectures whose names match a wildcard pattern (all when None)."""
+        """The architectures whose labels match a wildcard pattern (all when None)."""
         if pattern is None:
             return self.architectures
-        chosen = [a for a in self.architectures if fnmatch.fnmatchcase(a.name, pattern)]
+        chosen = [a for a in self.architectures if fnmatch.fnmatchcase(a.label, pattern)]
         if not chosen:
-            names = [a.name for a in self.architectures]
+            names = [a.label for a in self.architectures]
             close = difflib.get_close_matches(pattern, names, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise BenchError(
@@ -111,13 +142,13 @@ def load_suite(name_or_path: str) -> Suite:
 
 
 def _parse(raw: Any, path: Path) -> Suite:
-    """Build a Suite, naming the first missing or unknown field."""
+    """Build a Suite, naming the first missing, unknown or inconsistent field."""
     reader = _Fields(raw, path, "")
     data = reader.section("data")
-    split = reader.section("split")
     budget = reader.section("budget")
+    split = _split(reader.section("split"))
     suite = Suite(
-        name=reader.get("name", str),
+        name=reader.name("name"),
         path=path,
         description=reader.get("description", str, ""),
         data=DataSpec(
@@ -128,39 +159,73 @@ def _parse(raw: Any, path: Path) -> Suite:
             user_id=data.get("user_id", str, DataSpec.user_id),
             session_id=str(data.get("session_id", (str, int), DataSpec.session_id)),
         ),
-        split=Split(train=split.names("train"), val=split.names("val"), test=split.names("test")),
-        budget=Budget(epochs=budget.get("epochs", int, None), minutes=budget.get("minutes", float, None)),
+        split=split,
+        budget=Budget(
+            minutes=budget.get("minutes", float),
+            epochs=budget.get("epochs", int, None),
+            grace_minutes=budget.get("grace_minutes", float, Budget.grace_minutes),
+        ),
         seeds=reader.seeds("seeds"),
         device=reader.get("device", str, "cpu"),
         architectures=[_architecture(entry, path, i) for i, entry in enumerate(reader.get("architectures", list))],
+        folds={SPLIT_FOLD: split, **_folds(reader, split)},
+        evaluate=reader.choice("evaluate", EVALUATE, "test"),
+        repeats=reader.positive("repeats", None),
     )
-    for section in (reader, data, split, budget):
+    for section in (reader, data, budget):
         section.refuse_unknown()
+    for fold, fold_split in suite.folds.items():
+        fold_split.check(f"suite file {path}, " + ("split" if fold == SPLIT_FOLD else f"fold '{fold}'"))
     if not suite.architectures:
         raise BenchError(f"suite file {path}: 'architectures' is empty; list at least one (see {EXAMPLE})")
-    names = [a.name for a in suite.architectures]
-    twice = sorted({n for n in names if names.count(n) > 1})
+    labels = [a.label for a in suite.architectures]
+    twice = sorted({n for n in labels if labels.count(n) > 1})
     if twice:
         raise BenchError(
-            f"suite file {path} lists architecture '{twice[0]}' twice; results are keyed on the name, "
-            "so keep one entry (or copy the suite to compare two configurations)"
+            f"suite file {path} lists '{twice[0]}' twice; results are keyed on the label, "
+            "so give each entry a distinct 'label'"
         )
     return suite
+
+
+def _split(reader: _Fields) -> Split:
+    """A train/val/test mapping of run names."""
+    split = Split(train=reader.names("train"), val=reader.names("val"), test=reader.names("test"))
+    reader.refuse_unknown()
+    return split
+
+
+def _folds(reader: _Fields, split: Split) -> dict[str, Split]:
+    """Extra folds: `leave-one-out` (each run of the split in turn as test, the next one as val, the rest train)
+    or an explicit list of train/val/test mappings; named f1, f2, ..."""
+    value = reader.get("folds", (str, list), [])
+    if value == "leave-one-out":
+        runs = split.runs()
+        value = [
+            {"train": [r for r in runs if r not in (test, val)], "val": [val], "test": [test]}
+            for test, val in zip(runs, runs[1:] + runs[:1], strict=True)
+        ]
+    elif isinstance(value, str):
+        raise BenchError(f"suite file {reader.path}: 'folds' is 'leave-one-out' or a list of train/val/test mappings")
+    return {f"f{i + 1}": _split(_Fields(entry, reader.path, f"folds[{i}].")) for i, entry in enumerate(value)}
 
 
 def _architecture(entry: Any, path: Path, index: int) -> ArchitectureSpec:
     """Parse one entry of the architectures list."""
     reader = _Fields(entry, path, f"architectures[{index}].")
+    name = reader.name("name")
     spec = ArchitectureSpec(
-        name=reader.get("name", str),
+        name=name,
+        label=reader.name("label", name),
         config=reader.get("config", dict, {}),
         postprocess=reader.get("postprocess", list, []),
+        epochs=reader.positive("epochs", None),
     )
     reader.refuse_unknown()
     for step in spec.postprocess:
         if not isinstance(step, dict) or "step" not in step:
             raise BenchError(
-                f"suite file {path}: each postprocess entry of '{spec.name}' needs a 'step' name; see {EXAMPLE}"
+                f"suite file {path}: each postprocess entry of '{spec.label}' needs a 'step' name; see {EXAMPLE}"
             )
     return spec
 
@@ -201,6 +266,30 @@ class _Fields:
         value = [str(v) for v in self.get(key, list)]
         if not value:
             raise BenchError(f"suite file {self.path}: '{self.prefix}{key}' is empty; list at least one run")
+        return value
+
+    def name(self, key: str, default: Any = _MISSING) -> str:
+        """A name that becomes part of a path: letters, digits, '.', '_' and '-', not starting with a symbol."""
+        value = self.get(key, str, default)
+        if not NAME.match(value):
+            raise BenchError(
+                f"suite file {self.path}: '{self.prefix}{key}' is {value!r}; use letters, digits, '.', '_' and '-' "
+                "only, starting with a letter or digit"
+            )
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        """One of a few words."""
+        value = self.get(key, str, default)
+        if value not in choices:
+            raise BenchError(f"suite file {self.path}: '{self.prefix}{key}' is {value!r}; use {' or '.join(choices)}")
+        return value
+
+    def positive(self, key: str, default: int | None) -> int | None:
+        """A positive integer."""
+        value = self.get(key, int, default)
+        if value is not None and value < 1:
+            raise BenchError(f"suite file {self.path}: '{self.prefix}{key}' must be a positive integer, not {value}")
         return value
 
     def seeds(self, key: str) -> list[int]:

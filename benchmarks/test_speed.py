@@ -57,7 +57,7 @@ def test_predict_smoke_tomogram(benchmark, smoke_config, name):
         load_samples(project, runs, suite.data) for runs in (suite.split.train, suite.split.val, suite.split.test)
     )
     model = build(spec, project, "cpu", 0)
-    model.fit(train, val, suite.budget, Tracker(suite.budget))
+    model.fit(train, val, suite.budget_for(spec), Tracker(suite.budget_for(spec)))
     picks = benchmark.pedantic(model.predict, args=(test[0].tomogram,), rounds=3, warmup_rounds=1)
     assert not picks.empty
 

@@ -40,16 +40,23 @@ def device_name(device: str) -> str:
 
 @dataclass
 class MemoryReading:
-    """Peak memory of a measured block, with the kind of figure it is."""
+    """Peak memory of a measured block: above the baseline at its start (what a reader compares), and the whole
+    process's; on CUDA also the allocator's reserved peak and NVML's view of the process."""
 
     peak_gb: float
+    process_peak_gb: float
     kind: str
+    reserved_peak_gb: float | None = None
     nvml_peak_gb: float | None = None
-    baseline_gb: float = 0.0
+    nvml_status: str = "not a GPU"
 
 
 class PeakMemory:
-    """Context manager: on CUDA the torch allocator peak and NVML process peak; on CPU the peak RSS."""
+    """Context manager: on CPU the resident-set peak; on CUDA the torch allocator's peaks and NVML's process peak.
+
+    The baseline is what the process holds when the block starts (imports, opened data): `peak_gb` is the peak
+    above it, `process_peak_gb` the peak of the whole process.
+    """
 
     def __init__(self, device: str, interval: float = 0.02):
         self.device = device
@@ -58,14 +65,18 @@ class PeakMemory:
         self._stop = threading.Event()
         self._sampled = 0
         self._thread: threading.Thread | None = None
+        self._nvml: NvmlProcess | None = None
 
     def __enter__(self) -> PeakMemory:
         if self.device.startswith("cuda"):
             import torch
 
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self._start_sampler(_nvml_process_bytes())
+            torch.cuda.synchronize(self.device)
+            self._baseline = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._nvml = NvmlProcess.open(self.device)
+            if self._nvml.handle is not None:
+                self._start_sampler(self._nvml.read)
         else:
             self._baseline = _rss_bytes()
             if not _reset_peak_rss():
@@ -79,17 +90,22 @@ class PeakMemory:
         if self.device.startswith("cuda"):
             import torch
 
-            torch.cuda.synchronize()
-            nvml = self._sampled / GB if self._sampled else None
-            self.reading = MemoryReading(torch.cuda.max_memory_allocated() / GB, "cuda-allocator", nvml)
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+            self.reading = MemoryReading(
+                (peak - self._baseline) / GB,
+                peak / GB,
+                "cuda-allocator",
+                torch.cuda.max_memory_reserved(self.device) / GB,
+                self._sampled / GB if self._nvml.seen else None,
+                self._nvml.status(),
+            )
         else:
-            peak = _peak_rss_bytes() if self._thread is None else self._sampled
-            self.reading = MemoryReading(peak / GB, "cpu-rss", None, self._baseline / GB)
+            peak = max(_peak_rss_bytes() if self._thread is None else self._sampled, self._baseline)
+            self.reading = MemoryReading((peak - self._baseline) / GB, peak / GB, "cpu-rss")
 
-    def _start_sampler(self, read: Callable[[], int] | None) -> None:
+    def _start_sampler(self, read: Callable[[], int]) -> None:
         """Poll `read` in a background thread, keeping the maximum."""
-        if read is None:
-            return
 
         def sample() -> None:
             while not self._stop.is_set():
@@ -121,21 +137,47 @@ def _peak_rss_bytes() -> int:
         return int(re.search(r"VmHWM:\s+(\d+)\s+kB", f.read()).group(1)) * 1024
 
 
-def _nvml_process_bytes() -> Callable[[], int] | None:
-    """A reader of this process's GPU memory as NVML sees it, or None without NVML."""
-    import torch
+@dataclass
+class NvmlProcess:
+    """This process's memory on one GPU as NVML sees it, the GPU found by UUID (immune to CUDA_VISIBLE_DEVICES).
 
-    try:
+    In a PID namespace (a container) NVML lists host PIDs, so it may not see the process at all: `seen` says.
+    """
+
+    handle: object | None
+    pid: int
+    problem: str = ""
+    seen: bool = False
+
+    @classmethod
+    def open(cls, device: str) -> NvmlProcess:
+        """Find the NVML handle of a torch CUDA device by its UUID."""
+        try:
+            import pynvml
+            import torch
+
+            pynvml.nvmlInit()
+            uuid = nvml_uuid(str(torch.cuda.get_device_properties(torch.device(device)).uuid))
+            return cls(pynvml.nvmlDeviceGetHandleByUUID(uuid), os.getpid())
+        except Exception as err:  # no driver, no NVML, no handle: the allocator figures stand alone
+            return cls(None, os.getpid(), f"NVML unavailable ({type(err).__name__})")
+
+    def read(self) -> int:
+        """Bytes NVML attributes to this process on the device (0 when it does not list the process)."""
         import pynvml
 
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
-    except Exception:  # no driver, no NVML, no handle: the allocator figure stands alone
-        return None
-    pid = os.getpid()
+        processes = pynvml.nvmlDeviceGetComputeRunningProcesses(self.handle)
+        mine = [p.usedGpuMemory or 0 for p in processes if p.pid == self.pid]
+        self.seen = self.seen or bool(mine)
+        return sum(mine)
 
-    def read() -> int:
-        processes = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
-        return sum(p.usedGpuMemory or 0 for p in processes if p.pid == pid)
+    def status(self) -> str:
+        """'ok', or why there is no NVML figure."""
+        if self.problem:
+            return self.problem
+        return "ok" if self.seen else "process not visible to NVML (PID namespace?)"
 
-    return read
+
+def nvml_uuid(torch_uuid: str) -> str:
+    """NVML's name of a device from torch's UUID: NVML prefixes GPUs with 'GPU-' (MIG instances carry 'MIG-')."""
+    return torch_uuid if torch_uuid.startswith(("GPU-", "MIG-")) else f"GPU-{torch_uuid}"

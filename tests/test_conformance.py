@@ -36,8 +36,10 @@ class Fitted:
         """Seed as the runner does, build and fit within the smoke suite's budget."""
         seed_everything(seed)
         model = build(self.spec, self.project, "cpu", seed)
-        tracker = Tracker(SMOKE.budget)
-        model.fit(self.train, self.val, SMOKE.budget, tracker)
+        budget = SMOKE.budget_for(self.spec)
+        tracker = Tracker(budget)
+        tracker.start()
+        model.fit(self.train, self.val, budget, tracker)
         return model, tracker
 
 
@@ -48,7 +50,8 @@ def fitted(request, smoke_config) -> Fitted:
 
 
 def test_fit_reports_epochs_within_the_budget(fitted):
-    assert 1 <= len(fitted.tracker.epoch_seconds) <= SMOKE.budget.epochs
+    assert 1 <= len(fitted.tracker.epoch_seconds) <= SMOKE.budget_for(fitted.spec).epochs
+    assert fitted.tracker.stopped_by in ("epochs", "plug-in")
     assert all(seconds >= 0 for seconds in fitted.tracker.epoch_seconds)
 
 

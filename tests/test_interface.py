@@ -14,39 +14,69 @@ from benchmark.particles import ParticleTable
 PARTICLES = ParticleTable.czii()
 
 
-def test_tracker_stops_at_the_epoch_budget_and_times_each_epoch():
-    tracker = Tracker(Budget(epochs=3))
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_tracker_stops_at_the_epoch_bound_and_times_each_epoch():
+    tracker = Tracker(Budget(minutes=10, epochs=3))
     seen = []
-    for epoch in tracker.epochs():
+    for epoch in tracker.epochs(samples=40, unit="patches"):
         seen.append(epoch)
         tracker.log(loss=1.0 / (epoch + 1))
     assert seen == [0, 1, 2]
     assert len(tracker.epoch_seconds) == 3
     assert [log["loss"] for log in tracker.logs] == [1.0, 0.5, pytest.approx(1 / 3)]
+    assert (tracker.stopped_by, tracker.epoch_samples, tracker.epoch_unit) == ("epochs", 40, "patches")
 
 
-def test_tracker_stops_when_the_minutes_are_spent():
-    tracker = Tracker(Budget(minutes=1e-9))
-    assert list(tracker.epochs()) == [0]
+def test_the_budget_clock_starts_with_fit_so_data_preparation_counts():
+    clock = FakeClock()
+    tracker = Tracker(Budget(minutes=1), clock=clock)
+    tracker.start()  # the runner, just before fit
+    clock.now = 61.0  # fit spent the minute preparing data
+    assert list(tracker.epochs()) == []
+    assert tracker.stopped_by == "minutes"
+
+
+def test_an_epoch_starts_only_when_the_longest_so_far_still_fits():
+    clock = FakeClock()
+    tracker = Tracker(Budget(minutes=1, epochs=100), clock=clock)
+    tracker.start()
+    for _ in tracker.epochs():
+        clock.now += 25.0  # epochs end at 25 and 50 s; a third would end at 75 s, past the 60 s cap
+    assert tracker.epoch_seconds == [25.0, 25.0]
+    assert tracker.stopped_by == "minutes"
+    assert tracker.exhausted() is False and tracker.elapsed() == 50.0
 
 
 def test_a_loop_that_breaks_still_counts_its_epoch():
-    tracker = Tracker(Budget(epochs=5))
+    tracker = Tracker(Budget(minutes=10, epochs=5))
     for _ in tracker.epochs():
         break
     assert len(tracker.epoch_seconds) == 1
+    assert tracker.stopped_by == "plug-in"
+    assert tracker.epoch_samples is None and tracker.epoch_unit is None
 
 
 def test_tracker_reports_progress_per_epoch():
     shown = []
-    tracker = Tracker(Budget(epochs=2), progress=lambda epoch, logs: shown.append((epoch, logs)))
+    tracker = Tracker(Budget(minutes=10, epochs=2), progress=lambda epoch, logs: shown.append((epoch, logs)))
     for epoch in tracker.epochs():
         tracker.log(loss=float(epoch))
     assert shown == [(0, {"loss": 0.0}), (1, {"loss": 1.0})]
 
 
-@pytest.mark.parametrize("budget", [{}, {"epochs": 0}, {"minutes": -1.0}])
-def test_budgets_must_be_positive_and_present(budget):
+@pytest.mark.parametrize(
+    "budget", [{"minutes": None}, {"minutes": 1, "epochs": 0}, {"minutes": -1.0}, {"minutes": 1, "grace_minutes": -1}]
+)
+def test_budgets_must_be_positive_and_have_minutes(budget):
     with pytest.raises(BenchError):
         Budget(**budget)
 

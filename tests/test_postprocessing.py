@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -45,3 +46,35 @@ def test_nms_across_types_uses_the_larger_radius():
 def test_unknown_step_is_named():
     with pytest.raises(BenchError, match="unknown post-processing step 'nmx' \\(did you mean nms\\?\\)"):
         apply_steps(table([]), [{"step": "nmx"}], None, PARTICLES)
+
+
+def greedy_reference(points, reach, same) -> list[int]:
+    """Textbook greedy NMS over picks sorted by descending score: a loop, for checking the vectorised one."""
+    kept = []
+    for i in range(len(points)):
+        conflicts = [k for k in kept if same[i, k] and np.linalg.norm(points[i] - points[k]) <= max(reach[i], reach[k])]
+        if not conflicts:
+            kept.append(i)
+    return kept
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("across_types", [False, True])
+def test_nms_equals_textbook_greedy_suppression(seed, across_types):
+    rng = np.random.default_rng(seed)
+    names = ["apo-ferritin", "ribosome", "thyroglobulin"]
+    picks = table(
+        [(names[rng.integers(3)], *rng.uniform(0, 1500, 3), float(rng.integers(0, 50))) for _ in range(300)]
+    )  # crowded, with tied scores
+    kept = apply_steps(picks, [{"step": "nms", "distance": 1.0, "across_types": across_types}], None, PARTICLES)
+    ordered = picks.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    types = ordered["particle_type"].to_numpy()
+    same = np.ones((len(types),) * 2, bool) if across_types else types[:, None] == types[None, :]
+    reach = ordered["particle_type"].map({p.name: p.radius for p in PARTICLES}).to_numpy()
+    expected = ordered.iloc[greedy_reference(ordered[["x", "y", "z"]].to_numpy(), reach, same)]
+    assert 0 < len(kept) < len(picks)
+    pd.testing.assert_frame_equal(kept, expected.reset_index(drop=True))
+
+
+def test_nms_of_no_picks_is_no_picks():
+    assert apply_steps(table([]), [{"step": "nms"}], None, PARTICLES).empty

@@ -1,31 +1,67 @@
-"""Runner-owned resource probes on CPU."""
+"""Runner-owned resource probes: peaks above the job's baseline and of the whole process; NVML by UUID."""
 
 from __future__ import annotations
 
+import os
+import sys
+import types
+
 import numpy as np
+import pytest
 
-from metrics.resources import PeakMemory, device_name
+from metrics.resources import NvmlProcess, PeakMemory, device_name, nvml_uuid
 
 
-def test_peak_rss_sees_a_temporary_allocation():
+def test_peak_above_baseline_sees_a_temporary_allocation():
     with PeakMemory("cpu") as probe:
         block = np.ones(256 * 1024**2 // 8)  # 256 MB, touched
         del block
     reading = probe.reading
     assert reading.kind == "cpu-rss"
-    assert reading.peak_gb - reading.baseline_gb >= 0.24
-    assert reading.nvml_peak_gb is None
+    assert reading.peak_gb >= 0.24
+    assert reading.process_peak_gb >= reading.peak_gb + 0.01  # the interpreter and numpy are the baseline
+    assert reading.nvml_peak_gb is None and reading.reserved_peak_gb is None
 
 
-def test_peak_is_reset_between_blocks():
-    with PeakMemory("cpu"):
-        block = np.ones(256 * 1024**2 // 8)
-        del block
+def test_memory_held_before_the_block_is_baseline_not_peak():
+    held = np.ones(256 * 1024**2 // 8)
     with PeakMemory("cpu") as quiet:
         pass
-    assert quiet.reading.peak_gb - quiet.reading.baseline_gb < 0.1
-    assert quiet.reading.peak_gb < 64  # GB: a figure in bytes or MB would not pass
+    assert quiet.reading.peak_gb < 0.1
+    assert quiet.reading.process_peak_gb > 0.25
+    assert quiet.reading.process_peak_gb < 64  # GB: a figure in bytes or MB would not pass
+    del held
 
 
 def test_cpu_device_is_named_as_cpu():
     assert device_name("cpu").startswith("CPU: ")
+
+
+def test_nvml_names_a_gpu_by_uuid_as_nvml_does():
+    assert nvml_uuid("6f5e1c2a-0000-1111-2222-333344445555") == "GPU-6f5e1c2a-0000-1111-2222-333344445555"
+    assert nvml_uuid("MIG-6f5e1c2a-0000") == "MIG-6f5e1c2a-0000"
+
+
+@pytest.fixture
+def fake_nvml(monkeypatch):
+    """A pynvml whose device lists the processes the test puts in it."""
+    module = types.SimpleNamespace(listed=[])
+    module.nvmlDeviceGetComputeRunningProcesses = lambda handle: module.listed
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    return module
+
+
+def test_nvml_figure_is_this_process_only(fake_nvml):
+    fake_nvml.listed = [types.SimpleNamespace(pid=os.getpid(), usedGpuMemory=3 * 10**9),
+                        types.SimpleNamespace(pid=1, usedGpuMemory=9 * 10**9)]  # fmt: skip
+    process = NvmlProcess(handle="device", pid=os.getpid())
+    assert process.read() == 3 * 10**9
+    assert process.status() == "ok"
+
+
+def test_a_process_nvml_cannot_see_is_said_so(fake_nvml):
+    fake_nvml.listed = [types.SimpleNamespace(pid=4242, usedGpuMemory=3 * 10**9)]  # a host PID
+    process = NvmlProcess(handle="device", pid=os.getpid())
+    assert process.read() == 0
+    assert process.status() == "process not visible to NVML (PID namespace?)"
+    assert NvmlProcess(None, os.getpid(), "NVML unavailable (NVMLError)").status() == "NVML unavailable (NVMLError)"

@@ -54,58 +54,115 @@ def test_run_writes_manifest_tables_and_predictions(smoke_run, smoke_config):
     assert "bench run --suite smoke" in manifest["command"]
     assert {job["status"] for job in manifest["jobs"].values()} == {"ok"}
 
+    assert manifest["budget"] == {"minutes": 2.0, "epochs": 1, "grace_minutes": 1.0}
+    assert manifest["repeats"] == 1 and manifest["folds"] == {"ts": manifest["split"]}
+
     scores = smoke_run.table("scores")
     assert list(scores.columns) == TABLES["scores"]
     weighted = scores[scores["particle_type"] == "weighted"]
     for architecture in ("matched-filter", "deepfindet"):
         rows = weighted[weighted["architecture"] == architecture]
-        assert sorted(zip(rows["seed"], rows["split"], strict=True)) == [
-            (0, "test"), (0, "val"), (1, "test"), (1, "val")
+        assert sorted(zip(rows["seed"], rows["fold"], rows["split"], strict=True)) == [
+            (0, "ts", "test"), (0, "ts", "val"), (1, "ts", "test"), (1, "ts", "val")
         ]  # fmt: skip
     assert weighted["f4"].between(0, 1).all()
+
+
+def test_resources_measure_what_their_columns_say(smoke_run):
     resources = smoke_run.table("resources")
     assert list(resources.columns) == TABLES["resources"]
-    assert (resources["memory_kind"] == "cpu-rss").all() and (resources["peak_memory_gb"] > 0).all()
+    assert (resources["memory_kind"] == "cpu-rss").all()
+    # above the job's baseline (interpreter, libraries, opened data), next to the whole process
+    assert (resources["peak_memory_gb"] < resources["process_peak_memory_gb"] - 0.1).all()
+    assert (resources["infer_peak_memory_gb"] < resources["infer_process_peak_memory_gb"]).all()
+    assert (resources["stopped_by"].isin(["epochs", "plug-in"])).all() and (resources["minutes"] == 2).all()
+    deepfindet = resources[resources["architecture"] == "deepfindet"].iloc[0]
+    assert (deepfindet["epochs"], deepfindet["epoch_samples"], deepfindet["epoch_unit"]) == (1, 32, "32x32x32 patches")
+    parts = resources[["infer_read_seconds", "infer_model_seconds", "infer_postprocess_seconds"]].sum(axis=1)
+    assert parts.to_numpy() == pytest.approx(resources["infer_seconds_per_tomogram"].to_numpy(), rel=0.05, abs=0.01)
+    assert (resources["infer_read_seconds"] > 0).all()
     per_slice = resources["infer_seconds_per_slice"].to_numpy()
-    assert per_slice * 48 == pytest.approx(resources["infer_seconds_per_tomogram"].to_numpy())  # 48 z slices
+    assert per_slice * 48 == pytest.approx(resources["infer_model_seconds"].to_numpy(), rel=0.05)  # 48 z slices
+    measured = resources[["train_seconds", "predict_seconds", "score_seconds", "overhead_seconds"]].sum(axis=1)
+    assert measured.to_numpy() == pytest.approx(resources["job_seconds"].to_numpy())
+    assert (resources["overhead_seconds"] > 0).all()
+    latency = smoke_run.table("latency")
+    assert list(latency.columns) == TABLES["latency"]
+    assert sorted(set(latency["run"])) == ["TS_5_4", "TS_69_2"] and (latency["repeat"] == 0).all()
 
-    predictions = smoke_run.predictions_dir("matched-filter", 0)
+
+def test_run_writes_predictions_as_csv_and_copick_picks(smoke_run, smoke_config):
+    predictions = smoke_run.predictions_dir("matched-filter", 0, "ts")
     for run in ("TS_86_3", "TS_5_4", "TS_69_2"):
         assert (predictions / f"{run}.csv").read_text().startswith("id,experiment,particle_type,x,y,z")
     stored = copick.from_file(str(smoke_config)).get_run("TS_5_4").get_picks(user_id="bench-matched-filter")
     assert stored and all(p.session_id != "0" for p in stored)
 
 
-def test_report_renders_three_tables_and_plots(smoke_run, tmp_path):
+def test_report_renders_its_tables_and_plots_with_intervals_over_seeds(smoke_run, tmp_path):
     result = bench("report", "--results", smoke_run.folder, "--out", tmp_path)
     assert result.exit_code == 0, result.output
     readme = (tmp_path / "README.md").read_text()
-    for heading in ("Per-particle results", "Comparative summary", "Computational requirements"):
+    for heading in ("Per-particle results (test runs)", "Comparative summary (test runs)", "Validation scores",
+                    "Training under the budget", "Memory (GB)", "Inference latency", "Harness overhead"):  # fmt: skip
         assert f"## {heading}" in readme
-    assert "±" in readme  # two seeds: mean ± std
-    assert "CPU" in readme
-    for plot in ("f4_per_particle.png", "f4_vs_latency.png", "f4_vs_memory.png"):
+    assert "mean ± std and 95% t-intervals over 2 runs" in readme
+    scores = smoke_run.table("scores").query("split == 'test' and particle_type == 'weighted'")
+    mine = scores[scores["architecture"] == "matched-filter"]["f4"]
+    summary = next(line for line in readme.splitlines() if line.startswith("| matched-filter | ") and "**" in line)
+    assert f"**{mine.mean():.3f} ± {mine.std():.3f}**" in summary and summary.count("[") == 1
+    assert "| matched-filter - deepfindet | " in readme or "| deepfindet - matched-filter | " in readme
+    assert "single run" not in readme
+    assert "Per slice = model seconds / z-slices" in readme and "CPU" in readme
+    for plot in ("f4_per_particle.png", "f4_vs_latency.png", "f4_vs_memory.png", "latency_breakdown.png"):
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_of_one_seed_says_single_run(smoke_run, tmp_path):
+    folder = shutil.copytree(smoke_run.folder, tmp_path / "one")
+    for table in ("scores", "resources"):
+        frame = pd.read_csv(folder / f"{table}.csv")
+        frame[frame["seed"] == 0].to_csv(folder / f"{table}.csv", index=False)
+    result = bench("report", "--results", folder, "--out", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    readme = (tmp_path / "report" / "README.md").read_text()
+    assert "single run: no spread or interval" in readme and "±" not in readme.split("## Training")[0]
+
+
+def test_report_without_options_regenerates_every_suite_with_results(smoke_run, tmp_path, monkeypatch):
+    root = tmp_path / "results"
+    for suite in ("smoke", "other"):
+        folder = shutil.copytree(smoke_run.folder, root / suite / smoke_run.folder.name)
+        ResultsStore(folder).write_manifest(
+            {**smoke_run.manifest, "suite": {**smoke_run.manifest["suite"], "name": suite}}
+        )
+    (root / "empty").mkdir()
+    monkeypatch.chdir(tmp_path)
+    result = bench("report", "--results-root", root)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["other", "smoke"]
+    result = bench("report", "--results-root", root, "--suite", "other")
+    assert [line for line in result.output.splitlines() if "README" in line] == ["wrote reports/other/README.md"]
 
 
 def test_resume_redoes_only_unfinished_jobs(smoke_run, tmp_path):
     store = ResultsStore(shutil.copytree(smoke_run.folder, tmp_path / smoke_run.folder.name))
-    untouched = [store.job_dir(key) / "result.json" for key in ("matched-filter-seed0", "deepfindet-seed1")]
+    untouched = [store.job_dir(key) / "result.json" for key in ("matched-filter-seed0-ts", "deepfindet-seed1-ts")]
     before = [path.stat().st_mtime_ns for path in untouched]
-    store.update_job("matched-filter-seed1", status="interrupted")
+    store.update_job("matched-filter-seed1-ts", status="interrupted")
     scores = store.table("scores")
     scores[scores["seed"] == 0].to_csv(store.folder / "scores.csv", index=False)
 
     result = bench("run", "--suite", "smoke", "--resume", store.folder)
     assert result.exit_code == 0, result.output
     assert [path.stat().st_mtime_ns for path in untouched] == before
-    assert store.manifest["jobs"]["matched-filter-seed1"]["status"] == "ok"
+    assert store.manifest["jobs"]["matched-filter-seed1-ts"]["status"] == "ok"
     assert sorted(store.table("scores")["seed"].unique()) == [0, 1]
 
     result = bench("run", "--suite", "smoke", "--resume", store.folder, "--arch", "matched-filter", "--seeds", "2")
     assert result.exit_code == 0, result.output
     assert store.manifest["seeds"] == [0, 1, 2]
-    assert store.manifest["jobs"]["matched-filter-seed2"]["status"] == "ok"
+    assert store.manifest["jobs"]["matched-filter-seed2-ts"]["status"] == "ok"
 
 
 def test_report_refuses_a_folder_without_successful_jobs(smoke_run, tmp_path):
@@ -143,12 +200,12 @@ def test_unknown_suite_and_architecture_suggest_close_names(tmp_path):
     ("edit", "message"),
     [
         (lambda text: text.replace("  val: [TS_86_3]\n", ""), "missing field 'split.val'"),
-        (lambda text: text.replace("budget:\n  epochs: 1", "budget: {}"), "needs 'epochs' or 'minutes'"),
+        (lambda text: text.replace("budget:\n  minutes: 2", "budget:\n  hours: 2"), "missing field 'budget.minutes'"),
         (lambda text: text + "extra_field: 1\n", "unknown field(s) extra_field"),
         (lambda text: text.replace("device: cpu", "device: [cpu"), "not valid YAML"),
         (lambda text: text.replace("seeds: [0]", "seeds: [a]"), "'seeds' must be a non-empty list of integers"),
         (lambda text: text.replace("seeds: [0]", "seeds: []"), "'seeds' must be a non-empty list of integers"),
-        (lambda text: text + "  - name: matched-filter\n", "lists architecture 'matched-filter' twice"),
+        (lambda text: text + "  - name: matched-filter\n", "lists 'matched-filter' twice"),
     ],
 )
 def test_bad_suite_files(tmp_path, edit, message):
@@ -195,10 +252,10 @@ def test_run_records_failing_plugins_and_keeps_the_rest(plugin_path, smoke_confi
     assert result.stderr.strip().splitlines()[-1].startswith("Error: 3 job(s) failed")
     assert "Traceback" not in result.stderr
     jobs = ResultsStore.latest("plugins", tmp_path).manifest["jobs"]
-    assert jobs["example-smooth-minima-seed0"]["status"] == "ok"
-    assert "predict() returned columns ['label', 'z', 'y', 'x']" in jobs["faulty-columns-seed0"]["error"]
-    assert jobs["faulty-raises-seed0"]["error"] == "RuntimeError: simulated CUDA out of memory"
-    assert "killed by SIGKILL" in jobs["faulty-dies-seed0"]["error"]
+    assert jobs["example-smooth-minima-seed0-ts"]["status"] == "ok"
+    assert "predict() returned columns ['label', 'z', 'y', 'x']" in jobs["faulty-columns-seed0-ts"]["error"]
+    assert jobs["faulty-raises-seed0-ts"]["error"] == "RuntimeError: simulated CUDA out of memory"
+    assert "killed by SIGKILL" in jobs["faulty-dies-seed0-ts"]["error"]
     scores = pd.read_csv(ResultsStore.latest("plugins", tmp_path).folder / "scores.csv")
     assert set(scores["architecture"]) == {"example-smooth-minima"}
     json.loads((ResultsStore.latest("plugins", tmp_path).folder / "manifest.json").read_text())
@@ -215,3 +272,21 @@ def test_report_refreshes_the_readme_block_between_markers(smoke_run, tmp_path):
     readme.write_text("no markers\n")
     result = bench("report", "--results", smoke_run.folder, "--out", tmp_path / "r", "--readme", readme)
     assert_one_line_error(result, "no '<!-- bench-report:smoke:start -->'")
+
+
+def test_a_fit_past_its_budget_is_stopped_with_its_children_and_the_suite_goes_on(plugin_path, smoke_config, tmp_path):
+    pid_file = tmp_path / "helper.pid"
+    suite = tmp_path / "hangs.yaml"
+    text = Path("suites/smoke.yaml").read_text().replace("name: smoke", "name: hangs")
+    text = text.replace("  minutes: 2 ", "  minutes: 0.03\n  grace_minutes: 0.03 ")
+    entries = f"  - {{name: faulty-hangs, config: {{pid_file: {pid_file}}}}}\n  - name: example-smooth-minima\n"
+    suite.write_text(text.split("architectures:")[0] + "architectures:\n" + entries)
+    result = bench_process("run", "--suite", suite, "--results", tmp_path, env={"PYTHONPATH": plugin_path})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: 1 job(s) failed: faulty-hangs-seed0-ts")
+    jobs = ResultsStore.latest("hangs", tmp_path).manifest["jobs"]
+    assert jobs["faulty-hangs-seed0-ts"]["status"] == "over budget"
+    assert "0.06 minutes after it started (budget 0.03 min + 0.03 min grace)" in jobs["faulty-hangs-seed0-ts"]["error"]
+    assert jobs["example-smooth-minima-seed0-ts"]["status"] == "ok"
+    helper = Path(f"/proc/{pid_file.read_text()}/status")
+    assert not helper.exists() or "State:\tZ" in helper.read_text()  # killed with the job's process group

@@ -63,7 +63,7 @@ def run(ctx, suite_name, config, pattern, device, seeds, resume, root, no_write_
     if not test.empty:
         summary = test.groupby("architecture")["f4"].agg(["mean", "std", "count"]).sort_values("mean", ascending=False)
         click.echo("test weighted F4 (competition score):")
-        table = summary.rename(columns={"count": "seeds"}).to_string(float_format="{:.4f}".format, na_rep="-")
+        table = summary.rename(columns={"count": "runs"}).to_string(float_format="{:.4f}".format, na_rep="-")
         click.echo(table)
     click.echo(f"results: {store.folder}  (next: bench report --results {store.folder})")
     if failures:

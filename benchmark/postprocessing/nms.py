@@ -18,24 +18,30 @@ def nms(
 ) -> pd.DataFrame:
     """Keep the best-scored pick within `distance` x radius; per type, or across types with the larger radius."""
     picks = picks.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
-    radii = picks["particle_type"].map({p.name: p.radius for p in particles}).to_numpy(float) * distance
-    groups = [picks.index.to_numpy()] if across_types else picks.groupby("particle_type").indices.values()
-    keep = np.zeros(len(picks), dtype=bool)
-    for rows in groups:
-        keep[_suppress(picks.loc[rows, XYZ].to_numpy(float), radii[rows], rows)] = True
-    return picks[keep].reset_index(drop=True)
+    if picks.empty:
+        return picks
+    reach = picks["particle_type"].map({p.name: p.radius for p in particles}).to_numpy(float) * distance
+    points = picks[XYZ].to_numpy(float)
+    better, worse = cKDTree(points).query_pairs(r=reach.max(), output_type="ndarray").T  # better < worse: by score
+    close = np.linalg.norm(points[better] - points[worse], axis=1) <= np.maximum(reach[better], reach[worse])
+    if not across_types:
+        types = picks["particle_type"].to_numpy()
+        close &= types[better] == types[worse]
+    return picks[greedy_survivors(len(picks), better[close], worse[close])].reset_index(drop=True)
 
 
-def _suppress(points: np.ndarray, reach: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Greedy NMS over points already sorted by descending score; returns the kept rows."""
-    tree = cKDTree(points)
-    suppressed = np.zeros(len(points), dtype=bool)
-    kept = []
-    for i in range(len(points)):
-        if suppressed[i]:
-            continue
-        kept.append(rows[i])
-        neighbours = np.asarray(tree.query_ball_point(points[i], r=reach.max()), dtype=int)
-        close = np.linalg.norm(points[neighbours] - points[i], axis=1) <= np.maximum(reach[i], reach[neighbours])
-        suppressed[neighbours[close]] = True
-    return np.asarray(kept, dtype=int)
+def greedy_survivors(count: int, better: np.ndarray, worse: np.ndarray) -> np.ndarray:
+    """The picks greedy NMS keeps, taking them in index order, given the (better, worse) index pairs that conflict.
+
+    Without a Python loop over picks: in rounds, a pick with a kept better neighbour is suppressed, and a pick whose
+    better neighbours are all decided (none kept) is kept; the best undecided pick is decided every round, and the
+    rounds number the longest chain of conflicts, not the picks.
+    """
+    kept, suppressed = np.zeros(count, dtype=bool), np.zeros(count, dtype=bool)
+    while not (kept | suppressed).all():
+        suppressed[worse[kept[better]]] = True
+        undecided = ~(kept | suppressed)
+        waiting = np.zeros(count, dtype=bool)
+        waiting[worse[undecided[better]]] = True
+        kept |= undecided & ~waiting
+    return kept

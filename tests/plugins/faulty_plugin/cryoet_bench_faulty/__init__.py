@@ -1,9 +1,12 @@
-"""Architectures that go wrong in the ways a plug-in can: wrong columns, an exception, a dead process."""
+"""Architectures that go wrong in the ways a plug-in can: wrong columns, an exception, a dead process, a hang."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pandas as pd
 
@@ -47,3 +50,17 @@ class Dies(_NoModel):
 
     def predict(self, tomogram) -> pd.DataFrame:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@register("faulty-hangs")
+class Hangs(_NoModel):
+    """Starts a helper process, writes its pid to `config['pid_file']`, then never returns from fit."""
+
+    def fit(self, train, val, budget, tracker) -> None:
+        helper = subprocess.Popen(["sleep", "600"])
+        Path(self.config["pid_file"]).write_text(str(helper.pid))
+        while True:
+            time.sleep(0.1)
+
+    def predict(self, tomogram) -> pd.DataFrame:
+        raise AssertionError("never reached")

@@ -1,0 +1,94 @@
+"""Suite files: disjoint splits and folds, labels, the budget, and what a selection suite declares."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmark.errors import BenchError
+from benchmark.suite import load_suite
+
+SMOKE = Path("suites/smoke.yaml").read_text()
+
+
+def suite_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("test: [TS_5_4, TS_69_2]", "test: [TS_5_4, TS_6_4]"), "run 'TS_6_4' is listed in both train and test"),
+        (("val: [TS_86_3]", "val: [TS_86_3, TS_73_6]"), "run 'TS_73_6' is listed in both train and val"),
+        (("test: [TS_5_4, TS_69_2]", "test: [TS_5_4, TS_86_3]"), "run 'TS_86_3' is listed in both val and test"),
+        (("test: [TS_5_4, TS_69_2]", "test: [TS_5_4, TS_5_4]"), "run 'TS_5_4' is listed twice in test"),
+    ],
+)
+def test_a_split_sharing_or_repeating_a_run_is_refused_naming_the_run(tmp_path, edit, message):
+    with pytest.raises(BenchError) as error:
+        load_suite(str(suite_file(tmp_path, SMOKE.replace(*edit))))
+    assert message in str(error.value) and "must be disjoint" in str(error.value)
+    assert len(str(error.value).splitlines()) == 1
+
+
+def test_leave_one_out_folds_test_each_run_once_with_the_next_as_val(tmp_path):
+    suite = load_suite(str(suite_file(tmp_path, SMOKE + "folds: leave-one-out\n")))
+    runs = suite.split.runs()
+    assert list(suite.folds) == ["ts", *(f"f{i}" for i in range(1, 8))]
+    assert suite.folds["ts"] == suite.split
+    folds = list(suite.folds.values())[1:]
+    assert [fold.test for fold in folds] == [[run] for run in runs]
+    assert [fold.val for fold in folds] == [[run] for run in runs[1:] + runs[:1]]
+    for fold in folds:
+        assert sorted(fold.runs()) == sorted(runs)
+
+
+def test_an_explicit_fold_sharing_a_run_is_refused(tmp_path):
+    folds = "folds:\n  - {train: [TS_6_4], val: [TS_86_3], test: [TS_86_3]}\n"
+    with pytest.raises(BenchError, match="fold 'f1': run 'TS_86_3' is listed in both val and test"):
+        load_suite(str(suite_file(tmp_path, SMOKE + folds)))
+
+
+def test_labels_key_two_entries_of_one_architecture_with_their_own_epoch_bounds(tmp_path):
+    entries = "  - {name: deepfindet, label: deepfindet-long, epochs: 3, config: {filters: [8, 12, 16]}}\n"
+    suite = load_suite(str(suite_file(tmp_path, SMOKE + entries)))
+    labels = {spec.label: spec for spec in suite.architectures}
+    assert set(labels) == {"matched-filter", "deepfindet", "deepfindet-long"}
+    assert labels["deepfindet-long"].name == "deepfindet"
+    assert suite.budget_for(labels["deepfindet-long"]).epochs == 3
+    assert suite.budget_for(labels["deepfindet"]).epochs == 1  # the suite's bound
+    assert {suite.budget_for(spec).minutes for spec in suite.architectures} == {2.0}  # one cap for all
+    assert suite.select("deepfindet-*") == [labels["deepfindet-long"]]
+
+
+@pytest.mark.parametrize(
+    ("addition", "message"),
+    [
+        ("  - {name: deepfindet, label: ../../x}\n", "'architectures[2].label' is '../../x'"),
+        ("  - {name: deepfindet, epochs: 0, label: d2}\n", "'architectures[2].epochs' must be a positive integer"),
+        ("evaluate: train\n", "'evaluate' is 'train'; use test or val"),
+        ("repeats: 0\n", "'repeats' must be a positive integer"),
+        ("folds: k-fold\n", "'folds' is 'leave-one-out' or a list"),
+    ],
+)
+def test_bad_suite_fields_are_named(tmp_path, addition, message):
+    with pytest.raises(BenchError, match=re.escape(message)):
+        load_suite(str(suite_file(tmp_path, SMOKE + addition)))
+
+
+def test_a_suite_name_must_be_a_plain_folder_name(tmp_path):
+    with pytest.raises(BenchError, match=r"'name' is '\.\./x'"):
+        load_suite(str(suite_file(tmp_path, SMOKE.replace("name: smoke", "name: ../x"))))
+
+
+def test_committed_suites_give_every_architecture_the_same_minutes_and_learned_ones_an_epoch_bound():
+    for name in ("smoke", "demo", "full"):
+        suite = load_suite(name)
+        budgets = [suite.budget_for(spec) for spec in suite.architectures]
+        assert len({b.minutes for b in budgets}) == 1
+        assert all(b.epochs is not None for b in budgets)
+    assert load_suite("full").seeds == [0, 1, 2]
