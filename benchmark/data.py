@@ -85,13 +85,13 @@ def _open_root(config: Path):
         )
     try:
         text = config.read_text()
-        json.loads(text)
+        data = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BenchError(f"copick config '{config}' is not valid JSON ({err}); fix the file") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return copick.from_string(text)
+            return _copick_root(text, data)
     except pydantic.ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -100,6 +100,16 @@ def _open_root(config: Path):
         ) from None
     except (ValueError, TypeError, KeyError) as err:
         raise BenchError(f"copick config '{config}' is malformed: {err}; see copick's config format") from None
+
+
+def _copick_root(text: str, data: object):
+    """copick's root for a config: a filesystem project through copick's filesystem classes directly, which spares
+    every process the half second `copick.from_string` spends importing the Data Portal client; others through it."""
+    if not isinstance(data, dict) or data.get("config_type") != "filesystem":
+        return copick.from_string(text)
+    from copick.impl.filesystem import CopickConfigFSSpec, CopickRootFSSpec
+
+    return CopickRootFSSpec(CopickConfigFSSpec(**data))
 
 
 class Project:

@@ -60,10 +60,11 @@ def torch_state(device: str) -> dict[str, object]:
 
 
 def job_environment(device: str) -> dict[str, object]:
-    """A job's torch state, or only its device when its plug-in never loaded torch."""
+    """A job's code (commit, uncommitted changes) and torch state, or only its device when its plug-in never loaded
+    torch."""
     if "torch" in sys.modules:
-        return torch_state(device)
-    return {"device": device, "device_name": device_name(device), "torch_loaded": False}
+        return {"git": git_state(), **torch_state(device)}
+    return {"git": git_state(), "device": device, "device_name": device_name(device), "torch_loaded": False}
 
 
 def environment(device: str) -> dict[str, object]:

@@ -101,7 +101,7 @@ class Tracker:
         """
         self.epoch_samples, self.epoch_unit = samples, unit if samples is not None else None
         self.stopped_by = "plug-in"
-        epoch = 0
+        epoch = len(self.epoch_seconds)  # a second loop continues the count: the bound is on all epochs
         while True:
             if self.budget.epochs is not None and epoch >= self.budget.epochs:
                 self.stopped_by = "epochs"

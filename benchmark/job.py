@@ -33,6 +33,8 @@ from metrics.fbeta import score_picks
 from metrics.resources import MemoryReading, PeakMemory, synchronizer
 from metrics.thresholds import apply_thresholds, tune_thresholds
 
+PHASE = "phase.json"  # the job's phase and since when, read by the runner to enforce the budget
+
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -120,17 +122,20 @@ def mark_phase(folder: Path, phase: str) -> None:
 
 def run_job(job: JobSpec) -> dict:
     """Fit on train; predict val (thresholds, warm-up); only then read the test runs, predict them timed, score."""
+    folder = Path(job.folder)
+    mark_phase(folder, "setup")
     suite = load_suite(job.suite)
     spec = ArchitectureSpec(**job.architecture)
-    split, budget, folder = suite.folds[job.fold], suite.budget_for(spec), Path(job.folder)
+    split, budget = suite.folds[job.fold], suite.budget_for(spec)
     project = Project(job.config)
     factory = ARCHITECTURES.load(spec.name, job.module)
     seed_everything(job.seed)
     samples = {name: load_samples(project, getattr(split, name), suite.data) for name in ("train", "val")}
-    model = factory(spec.config, project.particles, job.device, job.seed)
     tracker = Tracker(budget, synchronizer(job.device))
-    mark_phase(folder, "fit")
-    fit_memory = _fit(model, samples, tracker, job.key)
+    with PeakMemory(job.device) as fit_memory:  # the baseline: imports and opened data, before the model is built
+        model = factory(spec.config, project.particles, job.device, job.seed)
+        mark_phase(folder, "fit")
+        _fit(model, samples, tracker, job.key)
     mark_phase(folder, "predict")
     model.save(folder / "model")
 
@@ -149,7 +154,7 @@ def run_job(job: JobSpec) -> dict:
         "resources": {
             "device": job.device,
             **_training_columns(tracker),
-            **_memory_columns(fit_memory, ""),
+            **_memory_columns(fit_memory.reading, ""),
             **_memory_columns(infer_memory, "infer_"),
             **_latency_columns(latency),
             "timed_split": suite.evaluate,
@@ -164,16 +169,13 @@ def run_job(job: JobSpec) -> dict:
     }
 
 
-PHASE = "phase.json"
-
-
 def _truth(samples: list[Sample]) -> pd.DataFrame:
     """The ground truth of several samples in the competition's solution layout."""
     return pd.concat([s.picks for s in samples], ignore_index=True)
 
 
-def _fit(model: Architecture, samples: dict[str, list[Sample]], tracker: Tracker, key: str) -> MemoryReading:
-    """Fit under the memory probe with an epoch progress bar; the budget's clock starts with the call."""
+def _fit(model: Architecture, samples: dict[str, list[Sample]], tracker: Tracker, key: str) -> None:
+    """Fit with an epoch progress bar; the budget's clock starts with the call."""
     with tqdm(total=tracker.budget.epochs, desc=f"{key} fit", unit="epoch", leave=False) as bar:
 
         def show(epoch: int, logs: dict[str, float]) -> None:
@@ -181,12 +183,10 @@ def _fit(model: Architecture, samples: dict[str, list[Sample]], tracker: Tracker
             bar.update()
 
         tracker.progress = show
-        with PeakMemory(model.device) as memory:
-            tracker.start()
-            model.fit(samples["train"], samples["val"], tracker.budget, tracker)
-            tracker.synchronize()
-            tracker.train_seconds = tracker.elapsed()
-    return memory.reading
+        tracker.start()
+        model.fit(samples["train"], samples["val"], tracker.budget, tracker)
+        tracker.synchronize()
+        tracker.train_seconds = tracker.elapsed()
 
 
 def _predict(
@@ -208,7 +208,8 @@ def _predict(
     warm_up = samples["val"] if testing else samples["val"][:1]
     timed_count = (len(suite.folds[job.fold].test) if testing else len(samples["val"])) * job.repeats
     candidates, rows = {}, []
-    with tqdm(total=len(warm_up) + timed_count, desc=f"{job.key} predict", leave=False) as bar:
+    bar = tqdm(total=len(warm_up) + timed_count, desc=f"{job.key} predict", leave=False)
+    with bar, PeakMemory(job.device) as memory:  # the baseline: the fitted model, before any prediction
         warm = []
         for sample in warm_up:
             warm.append(predict_picks(model, spec, sample, project, sync)[0])
@@ -217,13 +218,12 @@ def _predict(
             candidates["val"] = pd.concat(warm, ignore_index=True)
             samples["test"] = load_samples(project, suite.folds[job.fold].test, suite.data)
         found = []
-        with PeakMemory(job.device) as memory:
-            for sample in samples[suite.evaluate]:
-                for repeat in range(job.repeats):
-                    picks, seconds = predict_picks(model, spec, sample, project, sync)
-                    found += [picks] if repeat == 0 else []
-                    rows.append({"run": sample.run, "repeat": repeat, "z_slices": sample.tomogram.shape[0], **seconds})
-                    bar.update()
+        for sample in samples[suite.evaluate]:
+            for repeat in range(job.repeats):
+                picks, seconds = predict_picks(model, spec, sample, project, sync)
+                found += [picks] if repeat == 0 else []
+                rows.append({"run": sample.run, "repeat": repeat, "z_slices": sample.tomogram.shape[0], **seconds})
+                bar.update()
         candidates[suite.evaluate] = pd.concat(found, ignore_index=True)
     return candidates, pd.DataFrame(rows), memory.reading
 

@@ -230,9 +230,10 @@ def _run_job(store: ResultsStore, suite: Suite, job: JobSpec) -> str | None:
     seconds = time.perf_counter() - started
     if overran:
         minutes = budget.minutes + budget.grace_minutes
+        step = "fit had not returned" if overran == "fit" else "the job's set-up (imports, data, model) had not ended"
         result = {
             "status": "over budget",
-            "error": f"fit had not returned {minutes:g} minutes after it started (budget {budget.minutes:g} min + "
+            "error": f"{step} {minutes:g} minutes after it started (budget {budget.minutes:g} min + "
             f"{budget.grace_minutes:g} min grace); the job was stopped",
         }
     else:
@@ -245,6 +246,10 @@ def _run_job(store: ResultsStore, suite: Suite, job: JobSpec) -> str | None:
         for table in ("scores", "resources", "thresholds", "latency"):
             rows = result[table] if isinstance(result[table], list) else [result[table]]
             store.replace_rows(table, key, rows)
+    if (result.get("environment") or {}).get("git", {}).get("dirty"):  # code changed while the suite ran
+        manifest = store.manifest
+        manifest["environment"]["git"]["dirty"] = True
+        store.write_manifest(manifest)
     store.update_job(
         job.key,
         status=result["status"],
@@ -256,22 +261,25 @@ def _run_job(store: ResultsStore, suite: Suite, job: JobSpec) -> str | None:
     return result.get("error") if result["status"] != "ok" else None
 
 
-def _supervise(process: subprocess.Popen, folder: Path, budget: Budget, poll: float = 0.5) -> bool:
-    """Wait for a job; stop it when its fit is still running at the budget plus grace. True when it was stopped."""
+def _supervise(process: subprocess.Popen, folder: Path, budget: Budget, poll: float = 0.5) -> str | None:
+    """Wait for a job; stop it when its set-up or its fit is still running at the budget plus grace.
+
+    Returns the phase it was stopped in, or None when it ended by itself.
+    """
     limit = 60 * (budget.minutes + budget.grace_minutes)
     while True:
         try:
             process.wait(timeout=poll)
-            return False
+            return None
         except subprocess.TimeoutExpired:
             pass
         try:
             phase = json.loads((folder / PHASE).read_text())
         except (OSError, json.JSONDecodeError):  # not yet written
             continue
-        if phase["phase"] == "fit" and time.time() - phase["since"] > limit:
+        if phase["phase"] in ("setup", "fit") and time.time() - phase["since"] > limit:
             _stop_group(process)
-            return True
+            return phase["phase"]
 
 
 def _stop_group(process: subprocess.Popen) -> None:

@@ -279,14 +279,22 @@ def test_a_fit_past_its_budget_is_stopped_with_its_children_and_the_suite_goes_o
     suite = tmp_path / "hangs.yaml"
     text = Path("suites/smoke.yaml").read_text().replace("name: smoke", "name: hangs")
     text = text.replace("  minutes: 2 ", "  minutes: 0.03\n  grace_minutes: 0.03 ")
-    entries = f"  - {{name: faulty-hangs, config: {{pid_file: {pid_file}}}}}\n  - name: example-smooth-minima\n"
+    entries = (
+        f"  - {{name: faulty-hangs, config: {{pid_file: {pid_file}}}}}\n"
+        f"  - {{name: faulty-hangs, label: hangs-in-setup, config: {{pid_file: {pid_file}.init, hang_in: init}}}}\n"
+        "  - name: example-smooth-minima\n"
+    )
     suite.write_text(text.split("architectures:")[0] + "architectures:\n" + entries)
     result = bench_process("run", "--suite", suite, "--results", tmp_path, env={"PYTHONPATH": plugin_path})
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: 1 job(s) failed: faulty-hangs-seed0-ts")
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: 2 job(s) failed: faulty-hangs-seed0-ts")
     jobs = ResultsStore.latest("hangs", tmp_path).manifest["jobs"]
-    assert jobs["faulty-hangs-seed0-ts"]["status"] == "over budget"
-    assert "0.06 minutes after it started (budget 0.03 min + 0.03 min grace)" in jobs["faulty-hangs-seed0-ts"]["error"]
+    assert jobs["faulty-hangs-seed0-ts"]["status"] == jobs["hangs-in-setup-seed0-ts"]["status"] == "over budget"
+    assert jobs["faulty-hangs-seed0-ts"]["error"].startswith(
+        "fit had not returned 0.06 minutes after it started (budget 0.03 min + 0.03 min grace)"
+    )
+    assert jobs["hangs-in-setup-seed0-ts"]["error"].startswith("the job's set-up (imports, data, model) had not ended")
     assert jobs["example-smooth-minima-seed0-ts"]["status"] == "ok"
-    helper = Path(f"/proc/{pid_file.read_text()}/status")
-    assert not helper.exists() or "State:\tZ" in helper.read_text()  # killed with the job's process group
+    for pid in (pid_file.read_text(), Path(f"{pid_file}.init").read_text()):
+        helper = Path(f"/proc/{pid}/status")
+        assert not helper.exists() or "State:\tZ" in helper.read_text()  # killed with the job's process group

@@ -58,11 +58,12 @@ def run(ctx, suite_name, config, pattern, device, seeds, resume, root, no_write_
         command=_command_line(ctx),
         echo=click.echo,
     )
-    scores = store.table("scores")
-    test = scores[(scores["split"] == "test") & (scores["particle_type"] == "weighted")]
-    if not test.empty:
-        summary = test.groupby("architecture")["f4"].agg(["mean", "std", "count"]).sort_values("mean", ascending=False)
-        click.echo("test weighted F4 (competition score):")
+    scores, split = store.table("scores"), suite.evaluate
+    evaluated = scores[(scores["split"] == split) & (scores["particle_type"] == "weighted")]
+    if not evaluated.empty:
+        summary = evaluated.groupby("architecture")["f4"].agg(["mean", "std", "count"])
+        summary = summary.sort_values("mean", ascending=False)
+        click.echo(f"{split} weighted F4 (competition score):")
         table = summary.rename(columns={"count": "runs"}).to_string(float_format="{:.4f}".format, na_rep="-")
         click.echo(table)
     click.echo(f"results: {store.folder}  (next: bench report --results {store.folder})")

@@ -54,7 +54,13 @@ class Dies(_NoModel):
 
 @register("faulty-hangs")
 class Hangs(_NoModel):
-    """Starts a helper process, writes its pid to `config['pid_file']`, then never returns from fit."""
+    """Starts a helper process, writes its pid to `config['pid_file']`, then never returns from fit (or from its
+    constructor, with `config['hang_in']` "init")."""
+
+    def __init__(self, config, particles, device, seed):
+        super().__init__(config, particles, device, seed)
+        if self.config.get("hang_in") == "init":
+            self.fit(None, None, None, None)
 
     def fit(self, train, val, budget, tracker) -> None:
         helper = subprocess.Popen(["sleep", "600"])
