@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from copick.util.ome import volume_pyramid, write_ome_zarr_3d
 
 from benchmark.particles import CZII_PARTICLES
 
+PLUGINS = Path(__file__).parent / "tests" / "plugins"
 CZII_OBJECTS = [
     {"name": p.name, "is_particle": True, "label": p.label, "color": list(p.color), "radius": p.radius}
     for p in CZII_PARTICLES
@@ -98,3 +102,17 @@ def smoke_config(synthetic_cache) -> Path:
     from benchmark.suite import load_suite
 
     return Path(resolve_data(load_suite("smoke"), None, echo=lambda line: None)["config"])
+
+
+@pytest.fixture(scope="session")
+def plugin_path(tmp_path_factory) -> str:
+    """The example and the faulty plug-in packages of tests/plugins, pip-installed into a folder for PYTHONPATH."""
+    target, sources = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("sources")
+    for package in ("example_plugin", "faulty_plugin"):
+        source = shutil.copytree(PLUGINS / package, sources / package)  # keep build debris out of the checkout
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+             "--target", str(target), str(source)],
+            check=True,
+        )  # fmt: skip
+    return str(target)

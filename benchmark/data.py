@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import itertools
 import json
 import time
 import warnings
@@ -55,19 +56,43 @@ class Tomogram:
         return self.voxel_size * 2**level
 
     def read(self, level: int = 0, region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
-        """Read a level (or a (z, y, x) region of it) as float32, refusing non-finite values."""
+        """Read a level (or a (z, y, x) region of it) as float32, refusing non-finite values and damaged chunks."""
         if not 0 <= level < len(self.levels):
             raise BenchError(f"{self.run}/{self.tomo_type} has pyramid levels 0-{len(self.levels) - 1}, not {level}")
         started = time.perf_counter()
-        array = np.asarray(self.levels[level][region or ...], dtype=np.float32)
+        try:
+            array = np.asarray(self.levels[level][region or ...], dtype=np.float32)
+        except DECODE_ERRORS:
+            self.check(level)  # names the chunk that cannot be decoded
+            raise
         finite = np.isfinite(array).all()
         self.reads.seconds += time.perf_counter() - started
         if not finite:
-            raise BenchError(
-                f"tomogram {self.run}/{self.tomo_type} (level {level}) contains NaN or infinite values; "
-                "repair or regenerate the volume"
-            )
+            self.check(level)  # names the chunk
+            raise BenchError(f"{self.name(level)} contains NaN or infinite values; repair or regenerate the volume")
         return array
+
+    def check(self, level: int) -> None:
+        """Read a level chunk by chunk (never the whole volume at once): every chunk decodes and is finite."""
+        array = self.levels[level]
+        for index in chunk_indices(array):
+            try:
+                block = array.get_block_selection(index)
+            except DECODE_ERRORS as err:
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                raise BenchError(
+                    f"{self.name(level)}: zarr chunk {chunk_path(array, index)} cannot be decoded "
+                    f"({type(err).__name__}: {reason}); re-download or regenerate the volume"
+                ) from None
+            if not np.isfinite(block).all():
+                raise BenchError(
+                    f"{self.name(level)}: zarr chunk {chunk_path(array, index)} contains NaN or infinite values; "
+                    "repair or regenerate the volume"
+                )
+
+    def name(self, level: int) -> str:
+        """How errors name one level of this tomogram."""
+        return f"tomogram {self.run}/{self.tomo_type} level {level}"
 
 
 def _suggest(name: str, choices: list[str]) -> str:
@@ -142,6 +167,11 @@ class Project:
     def voxel_spacing(self, run: str, voxel_size: float, tolerance: float = VOXEL_TOLERANCE):
         """The copick voxel spacing of a run closest to voxel_size, within a relative tolerance."""
         spacings = self.run(run).voxel_spacings
+        if not spacings:
+            raise BenchError(
+                f"run '{run}' has no tomograms: none were found under static_root {self.root.config.static_root} "
+                f"or overlay_root {self.root.config.overlay_root}; check them in {self.config}"
+            )
         matches = [vs for vs in spacings if abs(vs.voxel_size - voxel_size) <= tolerance * voxel_size]
         if not matches:
             have = ", ".join(f"{vs.voxel_size:g}" for vs in spacings) or "none"
@@ -201,6 +231,18 @@ class Project:
                 )
         return table
 
+    def require_ground_truth(self, run: str, user_id: str, session_id: str) -> None:
+        """Refuse a run without a single pick of the ground-truth (user, session), naming the pairs it has."""
+        picks = self.run(run).get_picks()
+        if any(p.user_id == user_id and fnmatch.fnmatchcase(p.session_id, session_id) for p in picks):
+            return
+        pairs = sorted({f"{p.user_id}/{p.session_id}" for p in picks})
+        raise BenchError(
+            f"run '{run}' has no ground-truth picks of {user_id}/{session_id}; its picks are by "
+            f"{', '.join(pairs) or 'nobody'}; set data.user_id and data.session_id in the suite "
+            "(bench data info --user-id U --session-id S shows the counts)"
+        )
+
     def solution(self, runs: list[str], user_id: str = GROUND_TRUTH[0], session_id: str = GROUND_TRUTH[1]):
         """Ground truth of several runs in the competition's solution layout."""
         return pd.concat([self.ground_truth(run, user_id, session_id) for run in runs], ignore_index=True)
@@ -244,6 +286,10 @@ class Project:
                         ],
                     }
                 )
+            try:
+                self.require_ground_truth(name, *ground_truth)
+            except BenchError as missing:
+                warnings.warn(str(missing), BenchWarning, stacklevel=2)
             counts = self.ground_truth(name, *ground_truth)["particle_type"].value_counts()
             described.append(
                 {
@@ -256,7 +302,9 @@ class Project:
 
 
 def open_tomogram(copick_tomogram, run: str, copick_voxel_size: float) -> Tomogram:
-    """Wrap a copick tomogram's OME-Zarr pyramid without reading voxels."""
+    """Wrap a copick tomogram's OME-Zarr pyramid without reading voxels; refuse a scale that contradicts copick's
+    voxel spacing and levels with missing chunks (zarr would read them as zeros)."""
+    name = f"tomogram {run}/{copick_tomogram.tomo_type}"
     group = zarr.open_group(copick_tomogram.zarr(), mode="r")
     try:
         paths = [d["path"] for d in group.attrs["multiscales"][0]["datasets"]]
@@ -265,8 +313,44 @@ def open_tomogram(copick_tomogram, run: str, copick_voxel_size: float) -> Tomogr
         paths = sorted(group.array_keys(), key=lambda k: int(k) if k.isdigit() else k)
         voxel_size = copick_voxel_size
     if not paths:
-        raise BenchError(f"tomogram {run}/{copick_tomogram.tomo_type} holds no arrays; regenerate it")
-    return Tomogram(run, copick_tomogram.tomo_type, float(voxel_size), tuple(group[p] for p in paths))
+        raise BenchError(f"{name} holds no arrays; regenerate it")
+    if abs(voxel_size - copick_voxel_size) > VOXEL_TOLERANCE * copick_voxel_size:
+        raise BenchError(
+            f"{name}: its OME-Zarr scale says {voxel_size:g} Å per voxel but it sits in copick's "
+            f"{copick_voxel_size:g} Å voxel spacing (more than {VOXEL_TOLERANCE:.0%} apart); fix the scale in its "
+            ".zattrs or move it to the voxel spacing it was reconstructed at"
+        )
+    levels = tuple(group[p] for p in paths)
+    for level, array in enumerate(levels):
+        missing = [
+            i for i in itertools.product(*map(range, array.cdata_shape)) if _chunk_key(array, i) not in array.store
+        ]
+        if missing:
+            raise BenchError(
+                f"{name} level {level} is missing {len(missing)} of {array.nchunks} zarr chunks (first: "
+                f"{chunk_path(array, missing[0])}), which would read as zeros; re-download or regenerate the volume"
+            )
+    return Tomogram(run, copick_tomogram.tomo_type, float(voxel_size), levels)
+
+
+DECODE_ERRORS = (RuntimeError, ValueError, OSError)  # what a truncated or corrupt chunk raises from its codec
+
+
+def chunk_indices(array: zarr.Array) -> itertools.product:
+    """The (z, y, x) indices of every chunk of an array."""
+    return itertools.product(*map(range, array.cdata_shape))
+
+
+def _chunk_key(array: zarr.Array, index: tuple[int, ...]) -> str:
+    """The store key of one chunk (zarr 2's own naming, separators included)."""
+    return array._chunk_key(index)
+
+
+def chunk_path(array: zarr.Array, index: tuple[int, ...]) -> str:
+    """Where one chunk lives: its file for a directory store, else its key."""
+    root = getattr(array.store, "path", None) or getattr(array.store, "root", None)
+    key = _chunk_key(array, index)
+    return str(Path(root) / key) if root else key
 
 
 def _picks_location(picks) -> str:
@@ -275,11 +359,18 @@ def _picks_location(picks) -> str:
 
 
 def _load_positions(picks) -> np.ndarray:
-    """Å positions of a picks record, with copick's parse errors turned into a BenchError."""
+    """Å positions of a picks record, with copick's parse errors and non-finite coordinates turned into a BenchError."""
     try:
-        return picks.full_positions().reshape(-1, 3)
+        xyz = picks.full_positions().reshape(-1, 3)
     except (json.JSONDecodeError, pydantic.ValidationError, UnicodeDecodeError) as err:
         reason = err.errors()[0]["msg"] if isinstance(err, pydantic.ValidationError) else str(err)
         raise BenchError(
             f"picks file {_picks_location(picks)} is not valid copick picks JSON ({reason}); fix or remove it"
         ) from None
+    bad = int((~np.isfinite(xyz).all(axis=1)).sum())
+    if bad:
+        raise BenchError(
+            f"picks file {_picks_location(picks)} has {bad} pick(s) with a NaN or infinite coordinate; "
+            "fix or remove them"
+        )
+    return xyz

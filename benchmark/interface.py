@@ -135,16 +135,21 @@ class Architecture(abc.ABC):
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: dict[str, Any], particles: ParticleTable, device: str, seed: int):
-        unknown = sorted(set(config) - set(self.defaults)) if self.defaults else []
-        if unknown:
-            raise BenchError(
-                f"{type(self).__name__} has no config option(s) {', '.join(map(repr, unknown))}; "
-                f"known options: {', '.join(self.defaults)}"
-            )
+        self.check_config(config)
         self.config = {**self.defaults, **config}
         self.particles = particles
         self.device = device
         self.seed = seed
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> None:
+        """Refuse options the architecture does not have (when it declares its `defaults`)."""
+        unknown = sorted(set(config) - set(cls.defaults)) if cls.defaults else []
+        if unknown:
+            raise BenchError(
+                f"{cls.__name__} has no config option(s) {', '.join(map(repr, unknown))}; "
+                f"known options: {', '.join(cls.defaults)}"
+            )
 
     @abc.abstractmethod
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], budget: Budget, tracker: Tracker) -> None:

@@ -9,15 +9,18 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 from tqdm.auto import tqdm
 
 from benchmark.data import Project
@@ -34,6 +37,7 @@ from metrics.resources import MemoryReading, PeakMemory, synchronizer
 from metrics.thresholds import apply_thresholds, tune_thresholds
 
 PHASE = "phase.json"  # the job's phase and since when, read by the runner to enforce the budget
+PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent dies
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,11 @@ class JobSpec:
     device: str
     repeats: int  # timed predictions of each evaluated tomogram
     session_id: str | None  # copick session for write-back; None to skip it
+    runner_pid: int = 0  # the bench run process: the job dies with it (0: run alone)
+
+    def work(self) -> tuple:
+        """What the job computes (not where it writes or who started it): equal work gives equal results."""
+        return (self.architecture, self.seed, self.fold, self.device, self.repeats, self.config)
 
     def save(self, path: Path) -> None:
         """Write the spec as JSON."""
@@ -299,16 +308,40 @@ def main(argv: list[str]) -> int:
     """Process entry point: run the job and write result.json whatever happens."""
     spec_path = Path(argv[0])
     job = JobSpec.read(spec_path)
+    _die_with(job.runner_pid)
+    with warnings.catch_warnings(record=True) as caught:  # the runner shows them, one line each, with the job's key
+        result = _result(job, spec_path.parent)
+    result["warnings"] = list(dict.fromkeys(str(warning.message) for warning in caught))
+    write_json(spec_path.parent / "result.json", result)
+    return 0
+
+
+def _result(job: JobSpec, folder: Path) -> dict:
+    """The job's result, its failure, or any plug-in's exception recorded (never fatal to the suite)."""
     try:
         result = run_job(job)
     except BenchError as err:
-        result = {"status": "failed", "error": str(err)}
-    except Exception as err:  # any plug-in failure is recorded, never fatal to the suite
-        (spec_path.parent / "traceback.txt").write_text(traceback.format_exc())
+        return {"status": "failed", "error": str(err)}
+    except Exception as err:
+        (folder / "traceback.txt").write_text(traceback.format_exc())
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        result = {"status": "failed", "error": f"{type(err).__name__}: {first_line}".rstrip(": ")}
-    write_json(spec_path.parent / "result.json", result)
-    return 0
+        return {"status": "failed", "error": f"{type(err).__name__}: {first_line}".rstrip(": ")}
+    resources = result["resources"]
+    seconds = time.time() - psutil.Process().create_time()  # the whole process: start, imports, work, writes
+    work = resources["train_seconds"] + resources["predict_seconds"] + resources["score_seconds"]
+    result["resources"] = {**resources, "job_seconds": seconds, "overhead_seconds": seconds - work}
+    return result
+
+
+def _die_with(runner: int) -> None:
+    """Have the kernel kill this job when the runner `bench run` process dies (Linux), so no job outlives it."""
+    if not runner or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != runner:  # the runner died before the request took effect
+        os._exit(1)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from benchmark.errors import BenchError
+from benchmark.files import SAFE_NAME
 
 BUILTIN_SOURCE = "cryoet-bench"
 
@@ -32,6 +33,9 @@ class Registry:
 
     def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator: register a factory (a class or a function) under `name`."""
+
+        if not SAFE_NAME.match(name):
+            raise ValueError(f"{self.kind} name {name!r} must be letters, digits, '.', '_' and '-' (it names folders)")
 
         def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
             if name in self.factories and self.factories[name] is not factory:
@@ -82,7 +86,7 @@ class Registry:
         if name not in self.factories:
             close = difflib.get_close_matches(name, list(self.factories), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            failed = f"; plug-ins that failed to import: {', '.join(self.failures)}" if self.failures else ""
+            failed = "".join(f"; plug-in '{plugin}' failed to import ({why})" for plugin, why in self.failures.items())
             raise BenchError(f"unknown {self.kind} '{name}'{hint}; `bench list` shows the registered ones{failed}")
         return self.factories[name]
 

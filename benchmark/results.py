@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from benchmark.errors import BenchError
-from benchmark.files import write_csv, write_json
+from benchmark.files import inside, write_csv, write_json
 
 RESULTS_ROOT = Path("results")
+LOCK = ".lock"  # held by the bench run that owns the folder; it names that run's pid
+MANIFEST_KEYS = {"suite", "data", "split", "budget", "seeds", "device", "environment", "jobs"}
 JOB = ["architecture", "seed", "fold"]  # the key of a job's rows; "architecture" holds the suite entry's label
 MEMORY = ["peak_memory_gb", "process_peak_memory_gb", "reserved_peak_memory_gb", "nvml_peak_memory_gb"]
 TABLES = {
@@ -48,10 +54,15 @@ class ResultsStore:
 
     @classmethod
     def create(cls, suite: str, short_sha: str | None, root: Path = RESULTS_ROOT) -> ResultsStore:
-        """A new, empty folder named by the UTC time and the git short sha."""
+        """A new, empty folder named by the UTC time and the git short sha, inside `root`."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        folder = root / suite / f"{stamp}_{short_sha or 'nogit'}"
-        folder.mkdir(parents=True, exist_ok=False)
+        folder = inside(root, suite, f"{stamp}_{short_sha or 'nogit'}")
+        try:
+            folder.mkdir(parents=True, exist_ok=False)
+        except OSError as err:
+            raise BenchError(
+                f"cannot create results folder {folder} ({err.strerror or err}); pass --results a folder you can write"
+            ) from None
         return cls(folder)
 
     @classmethod
@@ -73,10 +84,52 @@ class ResultsStore:
     @property
     def manifest(self) -> dict:
         """The manifest as stored."""
+        path = self.folder / "manifest.json"
         try:
-            return json.loads((self.folder / "manifest.json").read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise BenchError(f"cannot read {self.folder}/manifest.json ({err}); the folder is damaged") from None
+            manifest = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            manifest = {"unreadable": str(err)}
+        missing = sorted(MANIFEST_KEYS - set(manifest)) if isinstance(manifest, dict) else ["all"]
+        if missing:
+            raise BenchError(
+                f"{path} is damaged (missing {', '.join(missing)}); restore it (e.g. git checkout) or start a new run"
+            )
+        return manifest
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for one run: a second `bench run` on it is refused while this one lives."""
+        path = self.folder / LOCK
+        try:
+            handle = path.open("a+")
+        except OSError as err:
+            raise BenchError(
+                f"results folder {self.folder} is not writable ({err.strerror or err}); copy it somewhere writable "
+                "to resume it"
+            ) from None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip() or "?"
+                raise BenchError(
+                    f"results folder {self.folder} is in use by pid {owner} (another bench run); "
+                    "wait for it to end or stop it"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                path.unlink(missing_ok=True)
+
+    def check_tables(self) -> None:
+        """Read every stored table once, so that a damaged one is named before anything runs."""
+        for name in TABLES:
+            self.table(name)
 
     def write_manifest(self, manifest: dict) -> None:
         """Replace the manifest atomically, stamping the update time."""
@@ -90,16 +143,29 @@ class ResultsStore:
 
     def job_dir(self, key: str) -> Path:
         """Working folder of one job: its spec, result, log and saved model."""
-        return self.folder / "jobs" / key
+        return inside(self.folder / "jobs", key)
 
     def predictions_dir(self, label: str, seed: int, fold: str) -> Path:
         """Where a job's per-run competition CSVs and scored candidates go."""
-        return self.folder / "predictions" / label / f"seed{seed}" / fold
+        return inside(self.folder / "predictions", label, f"seed{seed}", fold)
 
     def table(self, name: str) -> pd.DataFrame:
-        """One of the tidy tables (empty with its columns when nothing is stored yet)."""
+        """One of the tidy tables (empty with its columns when nothing is stored yet); a damaged one is named."""
         path = self.folder / f"{name}.csv"
-        return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=TABLES[name])
+        if not path.is_file():
+            return pd.DataFrame(columns=TABLES[name])
+        try:
+            table = pd.read_csv(path)
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            table = pd.DataFrame({"unreadable": [reason]})
+        missing = [column for column in TABLES[name] if column not in table.columns]
+        if missing:
+            raise BenchError(
+                f"{path} is damaged (missing columns {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}); "
+                "restore it (e.g. git checkout) or start a new run"
+            )
+        return table
 
     def replace_rows(self, name: str, key: dict, rows: list[dict]) -> None:
         """Store a job's rows of a table (`key`: its architecture, seed and fold), replacing earlier rows of the job."""

@@ -9,16 +9,18 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import psutil
 from tqdm.auto import tqdm
 
-from benchmark.data import Project
+from benchmark.data import BenchWarning, Project
 from benchmark.environment import environment
-from benchmark.errors import BenchError
-from benchmark.interface import Budget
+from benchmark.errors import BenchError, Interrupted
+from benchmark.interface import Architecture, Budget
 from benchmark.job import PHASE, JobSpec, load_samples
 from benchmark.registry import ARCHITECTURES, POSTPROCESSING
 from benchmark.results import RESULTS_ROOT, ResultsStore, job_id, utc_now
@@ -63,11 +65,27 @@ def check_device(device: str) -> None:
 
 
 def check_plugins(specs: list[ArchitectureSpec]) -> None:
-    """Every architecture and post-processing step of the suite must be registered before anything runs."""
+    """Every architecture and post-processing step of the suite is registered and every config option known."""
     for spec in specs:
-        ARCHITECTURES.get(spec.name)
+        factory = ARCHITECTURES.get(spec.name)
+        if isinstance(factory, type) and issubclass(factory, Architecture):
+            try:
+                factory.check_config(spec.config)
+            except BenchError as err:
+                raise BenchError(f"suite entry '{spec.label}': {err}") from None
         for step in spec.postprocess:
             POSTPROCESSING.get(step["step"])
+
+
+def preflight(project: Project, suite: Suite) -> None:
+    """Before anything runs: every run of the suite has ground truth and a tomogram whose every pyramid level reads
+    clean (all chunks present, decodable and finite), checked chunk by chunk so no volume is held whole."""
+    runs = sorted({run for split in suite.folds.values() for run in split.runs()})
+    for run in tqdm(runs, desc="checking tomograms", unit="run", leave=False):
+        project.require_ground_truth(run, suite.data.user_id, suite.data.session_id)
+        (sample,) = load_samples(project, [run], suite.data)
+        for level in range(len(sample.tomogram.levels)):
+            sample.tomogram.check(level)
 
 
 def run_suite(
@@ -82,48 +100,62 @@ def run_suite(
     command: str = "",
     echo: Echo = print,
 ) -> tuple[ResultsStore, dict[str, str]]:
-    """Run the suite's jobs not yet done; returns the results store and the failed jobs with their errors."""
+    """Run the suite's jobs not yet done; returns the results store and the failed jobs with their errors.
+
+    Everything that can be checked is checked before a results folder is created (or, on resume, before a job
+    runs); the folder is locked for the whole run.
+    """
     specs = suite.select(pattern)
     check_plugins(specs)
-    if resume is not None:
-        store, manifest = _resumed(suite, resume, config, device, root)
-        device, data = manifest["device"], manifest["data"]
-    else:
-        device = device or suite.device
-        check_device(device)
-        data = resolve_data(suite, config, echo)
+    with contextlib.ExitStack() as held:
         manifest = None
-    project = Project(data["config"])
-    runs = sorted({run for split in suite.folds.values() for run in split.runs()})
-    load_samples(project, runs, suite.data)  # every run and tomogram must exist before training starts
-    seeds = seeds or (manifest["seeds"] if manifest else suite.seeds)
-    if manifest is None:
-        manifest = _new_manifest(suite, data, device, seeds, command)
-        store = ResultsStore.create(suite.name, manifest["environment"]["git"]["short"], root)
-    else:
-        manifest["seeds"] = sorted({*manifest["seeds"], *seeds})
-    jobs = [(spec, seed, fold) for seed in seeds for fold in suite.folds for spec in specs]
-    for spec, seed, fold in jobs:
-        manifest["jobs"].setdefault(
-            job_id(spec.label, seed, fold),
-            {"architecture": spec.label, "name": spec.name, "seed": seed, "fold": fold, "status": "pending"},
-        )
-    store.write_manifest(manifest)
-    echo(f"results: {store.folder}")
+        if resume is not None:
+            store = ResultsStore.latest(suite.name, root) if resume == "latest" else ResultsStore.open(Path(resume))
+            held.enter_context(store.lock())
+            manifest = _resumable(store, suite, config, device)
+            device, data = manifest["device"], manifest["data"]
+        else:
+            device = device or suite.device
+            check_device(device)
+            data = resolve_data(suite, config, echo)
+        preflight(Project(data["config"]), suite)
+        seeds = seeds or (manifest["seeds"] if manifest else suite.seeds)
+        if manifest is None:
+            manifest = _new_manifest(suite, data, device, seeds, command)
+            store = ResultsStore.create(suite.name, manifest["environment"]["git"]["short"], root)
+            held.enter_context(store.lock())
+        else:
+            manifest["seeds"] = sorted({*manifest["seeds"], *seeds})
+        jobs = [(spec, seed, fold) for seed in seeds for fold in suite.folds for spec in specs]
+        for spec, seed, fold in jobs:
+            manifest["jobs"].setdefault(
+                job_id(spec.label, seed, fold),
+                {"architecture": spec.label, "name": spec.name, "seed": seed, "fold": fold, "status": "pending"},
+            )
+        store.write_manifest(manifest)
+        echo(f"results: {store.folder}")
+        failures = _run_jobs(store, suite, data, jobs, device, write_picks, echo)
+        store.write_manifest({**store.manifest, "finished": utc_now()})
+    return store, failures
 
+
+def _run_jobs(store: ResultsStore, suite: Suite, data: dict, jobs: list, device: str, write_picks: bool, echo: Echo):
+    """Run (or recover) every job not yet done; returns the failed ones with their errors."""
+    manifest = store.manifest
     todo = [job for job in jobs if manifest["jobs"][job_id(job[0].label, *job[1:])]["status"] != "ok"]
     failures = {}
     session = store.folder.name.split("_")[0]
     for spec, seed, fold in tqdm(todo, desc=f"suite {suite.name}", unit="job"):
         picks_session = f"{session}-s{seed}-{fold}" if write_picks else None
         job = _job_spec(store, suite, data, spec, (seed, fold), device, manifest["repeats"], picks_session)
+        if _recovered(store, job):
+            echo(f"recovered: {job.key} had finished before the last run stopped; its result is kept")
+            continue
         error = _run_job(store, suite, job)
         if error is not None:
             failures[job.key] = error
             echo(f"failed: {spec.label} seed {seed} fold {fold}: {error}")
-    manifest = store.manifest
-    store.write_manifest({**manifest, "finished": utc_now()})
-    return store, failures
+    return failures
 
 
 def _new_manifest(suite: Suite, data: dict, device: str, seeds: list[int], command: str) -> dict:
@@ -156,9 +188,9 @@ def _new_manifest(suite: Suite, data: dict, device: str, seeds: list[int], comma
     }
 
 
-def _resumed(suite: Suite, resume: str, config: str | None, device: str | None, root: Path) -> tuple:
-    """The results folder to complete, after checking it belongs to this suite and these conditions."""
-    store = ResultsStore.latest(suite.name, root) if resume == "latest" else ResultsStore.open(Path(resume))
+def _resumable(store: ResultsStore, suite: Suite, config: str | None, device: str | None) -> dict:
+    """The manifest of a folder to complete, after checking it belongs to this suite and these conditions, that none
+    of its jobs still runs, and that its stored tables read."""
     manifest = store.manifest
     if manifest["suite"]["name"] != suite.name:
         raise BenchError(
@@ -171,7 +203,21 @@ def _resumed(suite: Suite, resume: str, config: str | None, device: str | None, 
         raise BenchError(f"{store.folder} was run on {manifest['data']['config']}; resume without --data")
     if device is not None and device != manifest["device"]:
         raise BenchError(f"{store.folder} was run on device {manifest['device']}; resume without --device")
-    return store, manifest
+    for key, job in manifest["jobs"].items():
+        if job["status"] == "running" and _job_alive(job.get("pid")):
+            raise BenchError(
+                f"job {key} of {store.folder} is still running as pid {job['pid']}; wait for it or stop it, then resume"
+            )
+    store.check_tables()
+    return manifest
+
+
+def _job_alive(pid: int | None) -> bool:
+    """Whether `pid` is a live job process (not a reused pid)."""
+    try:
+        return pid is not None and "benchmark.job" in " ".join(psutil.Process(pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
 
 
 def _job_spec(
@@ -184,16 +230,12 @@ def _job_spec(
     repeats: int,
     session: str | None,
 ) -> JobSpec:
-    """The spec of one job, written into its fresh working folder."""
+    """The spec of one job."""
     seed, fold = seed_fold
     key = job_id(spec.label, seed, fold)
-    folder = store.job_dir(key)
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("result.json", "traceback.txt", PHASE):
-        (folder / stale).unlink(missing_ok=True)
-    job = JobSpec(
+    return JobSpec(
         key=key,
-        folder=str(folder),
+        folder=str(store.job_dir(key)),
         predictions=str(store.predictions_dir(spec.label, seed, fold)),
         suite=str(suite.path),
         config=data["config"],
@@ -204,30 +246,46 @@ def _job_spec(
         device=device,
         repeats=repeats,
         session_id=session,
+        runner_pid=os.getpid(),
     )
-    job.save(folder / "job.json")
-    return job
+
+
+def _recovered(store: ResultsStore, job: JobSpec) -> bool:
+    """Store the result a job left behind when the run that started it died before storing it (same spec only)."""
+    folder = Path(job.folder)
+    try:
+        earlier = JobSpec.read(folder / "job.json")
+        result = json.loads((folder / "result.json").read_text())
+    except (OSError, json.JSONDecodeError, TypeError):
+        return False
+    if result.get("status") != "ok" or earlier.work() != job.work():
+        return False
+    _store(store, job, result)
+    return True
 
 
 def _run_job(store: ResultsStore, suite: Suite, job: JobSpec) -> str | None:
-    """Run one job in its own process group, stopped if its fit overruns; store its rows; return its error."""
+    """Run one job in its own process group, stopped if it overruns its budget; store its rows; return its error."""
     folder = Path(job.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in ("result.json", "traceback.txt", PHASE):
+        (folder / stale).unlink(missing_ok=True)
+    job.save(folder / "job.json")
     budget = suite.budget_for(ArchitectureSpec(**job.architecture))
-    store.update_job(job.key, status="running", started=utc_now())
-    started = time.perf_counter()
-    command = [sys.executable, "-m", "benchmark.job", str(folder / "job.json")]
-    process = subprocess.Popen(command, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmark.job", str(folder / "job.json")], start_new_session=True
+    )
+    store.update_job(job.key, status="running", started=utc_now(), pid=process.pid)
     try:
         overran = _supervise(process, folder, budget)
     except KeyboardInterrupt:
         store.update_job(job.key, status="interrupted", finished=utc_now())
-        raise BenchError(
+        raise Interrupted(
             f"interrupted; finished jobs are kept in {store.folder}; "
             f"complete them with: bench run --suite {suite.name} --resume {store.folder}"
         ) from None
     finally:
         _stop_group(process)  # the job's children too, whether it ended, overran or was interrupted
-    seconds = time.perf_counter() - started
     if overran:
         minutes = budget.minutes + budget.grace_minutes
         step = "fit had not returned" if overran == "fit" else "the job's set-up (imports, data, model) had not ended"
@@ -238,27 +296,37 @@ def _run_job(store: ResultsStore, suite: Suite, job: JobSpec) -> str | None:
         }
     else:
         result = _read_result(folder, process.returncode)
-    if result["status"] == "ok":
-        resources = result["resources"]
-        plugin = resources["train_seconds"] + resources["predict_seconds"] + resources["score_seconds"]
-        result["resources"] = {**resources, "job_seconds": seconds, "overhead_seconds": seconds - plugin}
-        key = {"architecture": job.architecture["label"], "seed": job.seed, "fold": job.fold}
-        for table in ("scores", "resources", "thresholds", "latency"):
-            rows = result[table] if isinstance(result[table], list) else [result[table]]
-            store.replace_rows(table, key, rows)
-    if (result.get("environment") or {}).get("git", {}).get("dirty"):  # code changed while the suite ran
-        manifest = store.manifest
-        manifest["environment"]["git"]["dirty"] = True
-        store.write_manifest(manifest)
-    store.update_job(
-        job.key,
-        status=result["status"],
-        error=result.get("error"),
-        finished=utc_now(),
-        environment=result.get("environment"),
-        epoch_logs=result.get("epoch_logs"),
-    )
+    _store(store, job, result)
     return result.get("error") if result["status"] != "ok" else None
+
+
+def _store(store: ResultsStore, job: JobSpec, result: dict) -> None:
+    """Store a job's rows (when it succeeded) and its manifest entry; a job on changed code marks the run dirty.
+    The job's warnings are shown, one line each."""
+    for message in result.get("warnings", []):
+        warnings.warn(f"{job.key}: {message}", BenchWarning, stacklevel=2)
+    if result["status"] == "ok":
+        key = {"architecture": job.architecture["label"], "seed": job.seed, "fold": job.fold}
+        try:
+            for table in ("scores", "resources", "thresholds", "latency"):
+                rows = result[table] if isinstance(result[table], list) else [result[table]]
+                store.replace_rows(table, key, rows)
+        except BenchError as err:
+            store.update_job(job.key, status="failed", error=f"finished, but its rows were not stored: {err}")
+            raise
+    manifest = store.manifest
+    if (result.get("environment") or {}).get("git", {}).get("dirty"):
+        manifest["environment"]["git"]["dirty"] = True
+    manifest["jobs"][job.key] = {
+        **manifest["jobs"].get(job.key, {}),
+        "status": result["status"],
+        "error": result.get("error"),
+        "finished": utc_now(),
+        "environment": result.get("environment"),
+        "epoch_logs": result.get("epoch_logs"),
+        "warnings": result.get("warnings"),
+    }
+    store.write_manifest(manifest)
 
 
 def _supervise(process: subprocess.Popen, folder: Path, budget: Budget, poll: float = 0.5) -> str | None:

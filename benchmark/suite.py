@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import hashlib
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,11 @@ import yaml
 
 from benchmark.conventions import CZII_VOXEL_SIZE, DEFAULT_TOMO_TYPE, GROUND_TRUTH
 from benchmark.errors import BenchError
+from benchmark.files import SAFE_NAME
 from benchmark.interface import Budget
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 EXAMPLE = "suites/smoke.yaml"
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # suite names and labels become folder names
 SPLIT_FOLD = "ts"  # the fold name of the suite's own split
 EVALUATE = ("test", "val")
 
@@ -271,7 +270,7 @@ class _Fields:
     def name(self, key: str, default: Any = _MISSING) -> str:
         """A name that becomes part of a path: letters, digits, '.', '_' and '-', not starting with a symbol."""
         value = self.get(key, str, default)
-        if not NAME.match(value):
+        if not SAFE_NAME.match(value):
             raise BenchError(
                 f"suite file {self.path}: '{self.prefix}{key}' is {value!r}; use letters, digits, '.', '_' and '-' "
                 "only, starting with a letter or digit"

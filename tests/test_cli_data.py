@@ -10,25 +10,13 @@ import copick
 import numpy as np
 import pytest
 import zarr
-from click.testing import CliRunner
-
-from benchmark.cli import cli
-
-
-def bench(*args: str):
-    """Run the CLI in-process."""
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from commands import assert_one_line_error as assert_only_error
+from commands import bench
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
-    """A user mistake: non-zero exit, one 'Error:' line naming the problem, no traceback."""
-    assert result.exit_code != 0
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: ")
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
+    """The only output line is the error."""
+    assert_only_error(result, *fragments, alone=True)
 
 
 def test_info_prints_runs_shapes_voxel_size_and_counts(copick_project):

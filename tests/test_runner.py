@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import copick
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from commands import assert_one_line_error, bench, bench_process
 
-from benchmark.cli import cli
 from benchmark.results import TABLES, ResultsStore
-
-PLUGINS = Path(__file__).parent / "plugins"
-BENCH = Path(sys.prefix) / "bin" / "bench"
-
-
-def bench(*args) -> object:
-    """Run the CLI in-process."""
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def bench_process(*args, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the installed console script, as a user would."""
-    return subprocess.run(
-        [BENCH, *map(str, args)], capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
-    )
 
 
 @pytest.fixture(scope="module")
@@ -173,16 +154,6 @@ def test_report_refuses_a_folder_without_successful_jobs(smoke_run, tmp_path):
     assert_one_line_error(result, "no successful job in", "nothing to report")
 
 
-def assert_one_line_error(result, *fragments: str) -> None:
-    """Non-zero exit and a final 'Error:' line naming the problem, no traceback."""
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    last = result.output.strip().splitlines()[-1]
-    assert last.startswith("Error: ")
-    for fragment in fragments:
-        assert fragment in last, last
-
-
 def test_resume_refuses_a_folder_of_another_suite(smoke_run):
     result = bench("run", "--suite", "demo", "--resume", smoke_run.folder)
     assert_one_line_error(result, "suite 'smoke', not 'demo'")
@@ -212,20 +183,6 @@ def test_bad_suite_files(tmp_path, edit, message):
     suite = tmp_path / "bad.yaml"
     suite.write_text(edit(Path("suites/smoke.yaml").read_text()))
     assert_one_line_error(bench("run", "--suite", suite), message)
-
-
-@pytest.fixture(scope="module")
-def plugin_path(tmp_path_factory) -> str:
-    """The example and the faulty plug-in packages, pip-installed into a folder put on PYTHONPATH."""
-    target, sources = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("sources")
-    for package in ("example_plugin", "faulty_plugin"):
-        source = shutil.copytree(PLUGINS / package, sources / package)  # keep build debris out of the checkout
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-             "--target", str(target), str(source)],
-            check=True,
-        )  # fmt: skip
-    return str(target)
 
 
 def test_list_shows_third_party_plugins_and_skips_broken_ones(plugin_path):
@@ -272,29 +229,3 @@ def test_report_refreshes_the_readme_block_between_markers(smoke_run, tmp_path):
     readme.write_text("no markers\n")
     result = bench("report", "--results", smoke_run.folder, "--out", tmp_path / "r", "--readme", readme)
     assert_one_line_error(result, "no '<!-- bench-report:smoke:start -->'")
-
-
-def test_a_fit_past_its_budget_is_stopped_with_its_children_and_the_suite_goes_on(plugin_path, smoke_config, tmp_path):
-    pid_file = tmp_path / "helper.pid"
-    suite = tmp_path / "hangs.yaml"
-    text = Path("suites/smoke.yaml").read_text().replace("name: smoke", "name: hangs")
-    text = text.replace("  minutes: 2 ", "  minutes: 0.03\n  grace_minutes: 0.03 ")
-    entries = (
-        f"  - {{name: faulty-hangs, config: {{pid_file: {pid_file}}}}}\n"
-        f"  - {{name: faulty-hangs, label: hangs-in-setup, config: {{pid_file: {pid_file}.init, hang_in: init}}}}\n"
-        "  - name: example-smooth-minima\n"
-    )
-    suite.write_text(text.split("architectures:")[0] + "architectures:\n" + entries)
-    result = bench_process("run", "--suite", suite, "--results", tmp_path, env={"PYTHONPATH": plugin_path})
-    assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: 2 job(s) failed: faulty-hangs-seed0-ts")
-    jobs = ResultsStore.latest("hangs", tmp_path).manifest["jobs"]
-    assert jobs["faulty-hangs-seed0-ts"]["status"] == jobs["hangs-in-setup-seed0-ts"]["status"] == "over budget"
-    assert jobs["faulty-hangs-seed0-ts"]["error"].startswith(
-        "fit had not returned 0.06 minutes after it started (budget 0.03 min + 0.03 min grace)"
-    )
-    assert jobs["hangs-in-setup-seed0-ts"]["error"].startswith("the job's set-up (imports, data, model) had not ended")
-    assert jobs["example-smooth-minima-seed0-ts"]["status"] == "ok"
-    for pid in (pid_file.read_text(), Path(f"{pid_file}.init").read_text()):
-        helper = Path(f"/proc/{pid}/status")
-        assert not helper.exists() or "State:\tZ" in helper.read_text()  # killed with the job's process group

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+import signal
 
 import click
 
@@ -11,17 +11,32 @@ from benchmark.cli.listing import list_
 from benchmark.cli.report import report
 from benchmark.cli.run import run
 from benchmark.cli.score import score
-from benchmark.errors import BenchError
+from benchmark.errors import BenchError, Interrupted, one_line_warnings
 
 
 class BenchGroup(click.Group):
-    """A click group that reports a BenchError raised anywhere below it as one line."""
+    """A click group that reports a BenchError raised anywhere below it as one line, and an interruption too."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except Interrupted as err:
+            click.echo(f"Error: {err}", err=True)
+            ctx.exit(STOPPED_BY[0])
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(STOPPED_BY[0])
         except BenchError as err:
             raise click.ClickException(str(err)) from None
+
+
+STOPPED_BY = [130]  # the exit status of an interrupted command: 130 for Ctrl-C, 143 for SIGTERM
+
+
+def _terminate(signum: int, frame) -> None:
+    """SIGTERM stops a run as Ctrl-C does: the running job is stopped, finished work kept."""
+    STOPPED_BY[0] = 128 + signum
+    raise KeyboardInterrupt
 
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,12 +49,8 @@ for command in (data, score, list_, run, report):
     cli.add_command(command)
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Show warnings as a single 'warning:' line on stderr."""
-    click.echo(f"warning: {message}", err=True)
-
-
 def main() -> None:
     """Console-script entry point."""
-    warnings.showwarning = _one_line_warning
+    one_line_warnings()
+    signal.signal(signal.SIGTERM, _terminate)
     cli()

@@ -22,6 +22,7 @@ def report(
 ) -> None:
     """Write the markdown tables and PNG plots of stored results."""
     from benchmark.errors import BenchError
+    from benchmark.files import SAFE_NAME, inside
     from benchmark.report import build_report, suites_with_results
     from benchmark.results import ResultsStore
 
@@ -38,8 +39,13 @@ def report(
         raise BenchError("--out names one folder; add --suite or --results to report a single suite there")
     for store in stores:
         suite = store.manifest["suite"]["name"]
+        if out is None and not SAFE_NAME.match(str(suite)):
+            raise BenchError(
+                f"{store.folder}/manifest.json names its suite {suite!r}, not a plain folder name; "
+                "a report for it is refused (pass --out to choose the folder)"
+            )
         # with every suite, those with a marker block in the README refresh it; one suite without one is an error
         wanted = readme is not None and (len(stores) == 1 or f":{suite}:start" in readme.read_text())
         refresh = readme if wanted else None
-        for path in build_report(store, out or Path("reports") / suite, refresh):
+        for path in build_report(store, out or inside(Path("reports"), suite), refresh):
             click.echo(f"wrote {path}")

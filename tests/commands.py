@@ -1,0 +1,38 @@
+"""Running `bench` as the tests do: in-process through click, or as the installed console script a user types."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from benchmark.cli import cli
+
+BENCH = Path(sys.prefix) / "bin" / "bench"
+
+
+def bench(*args) -> object:
+    """Run the CLI in-process."""
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def bench_process(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed console script, as a user would."""
+    return subprocess.run(
+        [BENCH, *map(str, args)], capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
+    )
+
+
+def assert_one_line_error(result, *fragments: str, alone: bool = False) -> None:
+    """A user mistake: non-zero exit, a final 'Error:' line naming it (the only line when `alone`), no traceback."""
+    output = result.output if hasattr(result, "output") else result.stdout + result.stderr
+    assert (result.exit_code if hasattr(result, "exit_code") else result.returncode) != 0, output
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert not alone or len(lines) == 1, output
+    assert lines[-1].startswith("Error: "), output
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]

@@ -1,0 +1,407 @@
+"""The fault battery: hostile and careless input, and processes that die, hang or race.
+
+Each case ends in one clear line and a non-zero exit, with nothing already computed lost and nothing written
+outside the folders the harness owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import copick
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from commands import BENCH, assert_one_line_error, bench, bench_process
+
+from benchmark.data import Project
+from benchmark.errors import BenchError
+from benchmark.registry import Registry
+from benchmark.results import ResultsStore
+
+SMOKE = Path("suites/smoke.yaml").read_text()
+MATCHED_FILTER_ONLY = SMOKE.split("  - name: deepfindet")[0]
+
+
+def suite_file(tmp_path: Path, text: str, name: str = "faults") -> Path:
+    """A suite file named `name` with the given text (its 'name: smoke' replaced)."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text.replace("name: smoke", f"name: {name}"))
+    return path
+
+
+def smoke_copy(smoke_config: Path, tmp_path: Path) -> Path:
+    """A private copy of the smoke project that a test may damage."""
+    folder = shutil.copytree(smoke_config.parent, tmp_path / "project")
+    config = json.loads((folder / "copick.json").read_text())
+    config |= {"static_root": str(folder / "static"), "overlay_root": str(folder / "overlay")}
+    (folder / "copick.json").write_text(json.dumps(config))
+    return folder / "copick.json"
+
+
+def level_folder(config: Path, run: str, level: int = 0) -> Path:
+    """The zarr folder of one pyramid level of a run's denoised tomogram."""
+    static = Path(json.loads(config.read_text())["static_root"].removeprefix("local://"))
+    return static / "ExperimentRuns" / run / "VoxelSpacing10.000" / "denoised.zarr" / str(level)
+
+
+def chunk_files(config: Path, run: str, level: int = 0) -> list[Path]:
+    """The chunk files of one pyramid level."""
+    return sorted(p for p in level_folder(config, run, level).rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def no_results(root: Path) -> bool:
+    """Nothing was created under a results root."""
+    return not root.exists() or not any(root.rglob("manifest.json"))
+
+
+# Wrong results with exit 0: refused instead
+
+
+def test_a_level_with_missing_chunks_is_refused_naming_run_level_and_path(copick_project):
+    config = copick_project()
+    (chunk,) = chunk_files(config, "TS_1")
+    chunk.unlink()
+    result = bench("data", "show", "--data", config, "--run", "TS_1", "--out", config.parent / "x.png")
+    assert_one_line_error(result, "tomogram TS_1/denoised level 0 is missing 1 of 1 zarr chunks", str(chunk))
+
+
+def test_an_ome_zarr_scale_that_contradicts_the_voxel_spacing_is_refused_naming_both(copick_project):
+    config = copick_project(true_voxel_size=20.024)
+    with pytest.raises(BenchError, match=r"scale says 20\.024 Å per voxel but it sits in copick's 10 Å voxel spacing"):
+        Project(config).tomogram("TS_1", voxel_size=10.0, tolerance=1.5)  # a tolerant search still checks the scale
+
+
+def test_a_run_without_ground_truth_of_the_chosen_user_is_refused_before_training(smoke_config, tmp_path):
+    suite = suite_file(tmp_path, MATCHED_FILTER_ONLY.replace("user_id: curation", "user_id: someone"))
+    result = bench("run", "--suite", suite, "--results", tmp_path / "results")
+    assert_one_line_error(result, "has no ground-truth picks of someone/0; its picks are by", "curation/0")
+    assert no_results(tmp_path / "results")
+
+
+def test_data_info_warns_about_runs_without_ground_truth(copick_project):
+    config = copick_project()
+    result = bench_process("data", "info", "--data", config, "--user-id", "someone")
+    assert result.returncode == 0
+    assert result.stderr.strip().splitlines() == [
+        "warning: run 'TS_1' has no ground-truth picks of someone/0; its picks are by curation/0; set data.user_id "
+        "and data.session_id in the suite (bench data info --user-id U --session-id S shows the counts)"
+    ]
+
+
+def test_picks_with_a_nan_coordinate_are_refused_naming_the_file(copick_project):
+    config = copick_project()
+    picks = next(Path(config.parent, "overlay").rglob("curation_0_ribosome.json"))
+    data = json.loads(picks.read_text())
+    data["points"][0]["location"]["x"] = math.nan
+    picks.write_text(json.dumps(data))
+    with pytest.raises(BenchError, match=re.escape("curation_0_ribosome.json has 1 pick(s) with a NaN or infinite")):
+        Project(config).ground_truth("TS_1")
+
+
+# Errors that came too late or as a traceback
+
+
+def test_a_corrupt_chunk_is_named_in_one_line(copick_project, tmp_path):
+    config = copick_project()
+    (chunk,) = chunk_files(config, "TS_1")
+    chunk.write_bytes(chunk.read_bytes()[:40])  # truncated
+    result = bench("data", "show", "--data", config, "--run", "TS_1", "--out", tmp_path / "x.png")
+    assert_one_line_error(result, "tomogram TS_1/denoised level 0: zarr chunk", str(chunk), "cannot be decoded")
+
+
+def test_a_nan_volume_in_a_test_run_is_found_before_any_training(smoke_config, tmp_path):
+    config = smoke_copy(smoke_config, tmp_path)
+    zarr.open_array(str(level_folder(config, "TS_69_2", 1)), mode="r+")[0, 0, 0] = np.nan  # level 1 only
+    result = bench("run", "--suite", "smoke", "--data", config, "--results", tmp_path / "results")
+    assert_one_line_error(result, "tomogram TS_69_2/denoised level 1: zarr chunk", "contains NaN or infinite values")
+    assert no_results(tmp_path / "results")
+
+
+def test_a_config_option_typo_creates_no_results_folder(smoke_config, tmp_path):
+    suite = suite_file(tmp_path, SMOKE.replace("sigma_factors:", "sigma_factor:"))
+    result = bench("run", "--suite", suite, "--results", tmp_path / "results")
+    assert_one_line_error(result, "suite entry 'matched-filter'", "no config option(s) 'sigma_factor'")
+    assert no_results(tmp_path / "results")
+
+
+@pytest.fixture(scope="module")
+def finished(smoke_config, tmp_path_factory) -> ResultsStore:
+    """A finished matched-filter-only smoke run (seeds 0 and 1) that the tests copy before damaging."""
+    root = tmp_path_factory.mktemp("finished")
+    suite = suite_file(root, MATCHED_FILTER_ONLY)
+    result = bench("run", "--suite", suite, "--results", root, "--seeds", "0,1")
+    assert result.exit_code == 0, result.output
+    return ResultsStore.latest("faults", root)
+
+
+def copy_of(store: ResultsStore, tmp_path: Path) -> ResultsStore:
+    """A copy of a results folder (under the same suite name)."""
+    return ResultsStore(shutil.copytree(store.folder, tmp_path / "faults" / store.folder.name))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda folder: (folder / "scores.csv").write_text("architecture,seed\n\x00\x01,\n"), "scores.csv is damaged"),
+        (lambda folder: (folder / "resources.csv").write_text(""), "resources.csv is damaged"),
+        (lambda folder: (folder / "manifest.json").write_text('{"suite": '), "manifest.json is damaged"),
+    ],
+)
+def test_a_damaged_table_or_manifest_is_named_before_a_resume_runs_anything(finished, tmp_path, damage, message):
+    store = copy_of(finished, tmp_path)
+    store.update_job("matched-filter-seed1-ts", status="interrupted")
+    damage(store.folder)
+    before = sorted(p.stat().st_mtime_ns for p in store.folder.rglob("result.json"))
+    result = bench("run", "--suite", suite_file(tmp_path, MATCHED_FILTER_ONLY), "--resume", store.folder)
+    assert_one_line_error(result, message, "restore it")
+    assert sorted(p.stat().st_mtime_ns for p in store.folder.rglob("result.json")) == before
+    report = bench("report", "--results", store.folder, "--out", tmp_path / "report")
+    assert_one_line_error(report, message)
+
+
+def read_only(monkeypatch, root: Path) -> None:
+    """Make writes under `root` fail as on a read-only file system (permissions would not stop root)."""
+    mkdir, open_ = Path.mkdir, Path.open
+
+    def guard(path: Path) -> None:
+        if path.resolve().is_relative_to(root.resolve()):
+            raise PermissionError(13, "Read-only file system", str(path))
+
+    def guarded_mkdir(self, *args, **kwargs):
+        guard(self)
+        return mkdir(self, *args, **kwargs)
+
+    def guarded_open(self, mode="r", *args, **kwargs):
+        if set(mode) & set("wax+"):
+            guard(self)
+        return open_(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", guarded_mkdir)
+    monkeypatch.setattr(Path, "open", guarded_open)
+
+
+def test_an_unwritable_results_root_is_one_line(smoke_config, tmp_path, monkeypatch):
+    read_only(monkeypatch, tmp_path / "results")
+    result = bench("run", "--suite", suite_file(tmp_path, MATCHED_FILTER_ONLY), "--results", tmp_path / "results")
+    assert_one_line_error(result, "cannot create results folder", "Read-only file system", "pass --results a folder")
+
+
+def test_resuming_a_read_only_folder_is_one_line(finished, tmp_path, monkeypatch):
+    store = copy_of(finished, tmp_path)
+    read_only(monkeypatch, store.folder)
+    result = bench("run", "--suite", suite_file(tmp_path, MATCHED_FILTER_ONLY), "--resume", store.folder)
+    assert_one_line_error(result, f"results folder {store.folder} is not writable", "copy it somewhere writable")
+
+
+def test_a_static_root_that_points_nowhere_says_so(copick_project, tmp_path):
+    config = copick_project()
+    data = json.loads(config.read_text())
+    data["static_root"] = f"local://{tmp_path / 'nowhere'}"
+    config.write_text(json.dumps(data))
+    result = bench("data", "show", "--data", config, "--run", "TS_1", "--out", tmp_path / "x.png")
+    assert_one_line_error(result, "run 'TS_1' has no tomograms: none were found under static_root", "nowhere")
+
+
+def test_a_suite_whose_plugin_failed_to_import_says_why(plugin_path, tmp_path):
+    suite = suite_file(tmp_path, SMOKE.replace("  - name: deepfindet", "  - name: faulty-import-architecture"))
+    result = bench_process("run", "--suite", suite, "--results", tmp_path, env={"PYTHONPATH": plugin_path})
+    assert_one_line_error(
+        result,
+        "unknown architecture 'faulty-import-architecture'",
+        "plug-in 'faulty-import' failed to import (ModuleNotFoundError: No module named "
+        "'a_dependency_that_is_not_installed')",
+    )
+
+
+def test_warnings_of_a_job_are_one_line_each(smoke_config, tmp_path):
+    config = smoke_copy(smoke_config, tmp_path)
+    run = copick.from_file(str(config)).get_run("TS_6_4")
+    picks = run.get_picks(object_name="ribosome", user_id="curation", session_id="0")[0]
+    xyz, _ = picks.numpy()
+    picks.from_numpy(np.vstack([xyz, [[99999.0, 10.0, 10.0]]]))  # a pick outside the volume: warned, then a miss
+    suite = suite_file(tmp_path, MATCHED_FILTER_ONLY)
+    result = bench_process("run", "--suite", suite, "--data", config, "--results", tmp_path / "results")
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "lie outside" in line]
+    assert warned[0].startswith("warning: TS_6_4: 1 of 15 picks")  # the runner's pre-flight
+    assert warned[1].startswith("warning: matched-filter-seed0-ts: TS_6_4: 1 of 15 picks")  # the job's, passed on
+    assert len(warned) == 2
+    assert "samples.append(" not in result.stderr  # Python's second warning line
+
+
+# Processes and concurrency
+
+
+HANGS = SMOKE.split("architectures:")[0] + "architectures:\n  - {name: faulty-hangs, config: {pid_file: PID}}\n"
+
+
+def start_hanging_run(tmp_path: Path, plugin_path: str, minutes: float = 1) -> tuple[subprocess.Popen, Path, dict]:
+    """`bench run` of a plug-in that hangs in fit, started as a user would; returns once the job is fitting."""
+    budget = f"  minutes: {minutes}\n  grace_minutes: {minutes} "
+    text = HANGS.replace("PID", str(tmp_path / "helper.pid")).replace("  minutes: 2 ", budget)
+    suite = suite_file(tmp_path, text, "hangs")
+    env = {**os.environ, "PYTHONPATH": plugin_path}
+    command = [BENCH, "run", "--suite", suite, "--results", tmp_path / "results"]
+    with (tmp_path / "stderr").open("w") as stderr:  # a file, not a pipe: orphans holding it cannot block a read
+        runner = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    for _ in range(600):
+        folders = list((tmp_path / "results").glob("hangs/*/jobs/faulty-hangs-seed0-ts/phase.json"))
+        if folders and json.loads(folders[0].read_text())["phase"] == "fit" and (tmp_path / "helper.pid").exists():
+            store = ResultsStore(folders[0].parents[2])
+            return runner, store.folder, store.manifest["jobs"]["faulty-hangs-seed0-ts"]
+        time.sleep(0.1)
+    runner.kill()
+    raise AssertionError("the hanging job never started fitting")
+
+
+def gone(pid: int, within: float = 5.0) -> bool:
+    """Whether a process has exited (or is a zombie awaiting its reaper) within a few seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status")
+        if not status.exists() or "State:\tZ" in status.read_text():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_stop_the_job_say_one_line_and_leave_a_resumable_folder(
+    plugin_path, smoke_config, tmp_path, signum, status
+):
+    runner, folder, job = start_hanging_run(tmp_path, plugin_path)
+    runner.send_signal(signum)
+    runner.wait(timeout=30)
+    stderr = (tmp_path / "stderr").read_text()
+    assert runner.returncode == status
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"Error: interrupted; finished jobs are kept in {folder}; "
+        f"complete them with: bench run --suite hangs --resume {folder}"
+    )
+    assert gone(job["pid"]) and gone(int((tmp_path / "helper.pid").read_text()))
+    assert ResultsStore(folder).manifest["jobs"]["faulty-hangs-seed0-ts"]["status"] == "interrupted"
+
+
+def test_a_job_dies_with_its_runner_and_a_resume_sees_it_is_dead(plugin_path, smoke_config, tmp_path):
+    runner, folder, job = start_hanging_run(tmp_path, plugin_path, minutes=0.05)
+    assert job["status"] == "running" and job["pid"] > 0
+    runner.kill()
+    runner.wait(timeout=30)
+    orphan = int((tmp_path / "helper.pid").read_text())  # the job's own child has no reason to die with the runner
+    try:
+        assert gone(job["pid"])
+        result = bench_process(
+            "run", "--suite", tmp_path / "hangs.yaml", "--resume", folder, env={"PYTHONPATH": plugin_path}
+        )
+        assert_one_line_error(result, "1 job(s) failed: faulty-hangs-seed0-ts")  # run again, over budget this time
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(orphan, signal.SIGKILL)
+
+
+def test_a_resume_refuses_while_a_job_of_the_folder_still_runs(finished, tmp_path):
+    store = copy_of(finished, tmp_path)
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "benchmark.job", "spec.json"])
+    try:
+        store.update_job("matched-filter-seed1-ts", status="running", pid=job.pid)
+        result = bench("run", "--suite", suite_file(tmp_path, MATCHED_FILTER_ONLY), "--resume", store.folder)
+    finally:
+        job.kill()
+        job.wait()
+    assert_one_line_error(result, f"job matched-filter-seed1-ts of {store.folder} is still running as pid {job.pid}")
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_naming_the_pid(finished, tmp_path):
+    store = copy_of(finished, tmp_path)
+    with store.lock():
+        result = bench("run", "--suite", suite_file(tmp_path, MATCHED_FILTER_ONLY), "--resume", store.folder)
+    assert_one_line_error(result, f"results folder {store.folder} is in use by pid {os.getpid()}")
+
+
+def test_a_result_finished_before_the_runner_died_is_kept_on_resume(finished, tmp_path):
+    store = copy_of(finished, tmp_path)
+    result_file = store.job_dir("matched-filter-seed1-ts") / "result.json"
+    before = result_file.stat().st_mtime_ns
+    store.update_job("matched-filter-seed1-ts", status="running", pid=2**22 + 1)  # the runner died before storing
+    for table in ("scores", "resources", "thresholds", "latency"):
+        rows = store.table(table)
+        rows[rows["seed"] == 0].to_csv(store.folder / f"{table}.csv", index=False)
+    result = bench("run", "--suite", suite_file(tmp_path, MATCHED_FILTER_ONLY), "--resume", store.folder)
+    assert result.exit_code == 0, result.output
+    assert "recovered: matched-filter-seed1-ts" in result.output
+    assert result_file.stat().st_mtime_ns == before  # not run again
+    assert sorted(store.table("scores")["seed"].unique()) == [0, 1]
+    pd.testing.assert_frame_equal(store.table("thresholds"), finished.table("thresholds"))
+
+
+def test_a_fit_past_its_budget_is_stopped_with_its_children_and_the_suite_goes_on(plugin_path, smoke_config, tmp_path):
+    pid_file = tmp_path / "helper.pid"
+    text = SMOKE.replace("  minutes: 2 ", "  minutes: 0.03\n  grace_minutes: 0.03 ")
+    entries = (
+        f"  - {{name: faulty-hangs, config: {{pid_file: {pid_file}}}}}\n"
+        f"  - {{name: faulty-hangs, label: hangs-in-setup, config: {{pid_file: {pid_file}.init, hang_in: init}}}}\n"
+        "  - name: example-smooth-minima\n"
+    )
+    suite = suite_file(tmp_path, text.split("architectures:")[0] + "architectures:\n" + entries, "hangs")
+    result = bench_process("run", "--suite", suite, "--results", tmp_path, env={"PYTHONPATH": plugin_path})
+    assert_one_line_error(result, "2 job(s) failed: faulty-hangs-seed0-ts")
+    jobs = ResultsStore.latest("hangs", tmp_path).manifest["jobs"]
+    assert jobs["faulty-hangs-seed0-ts"]["status"] == jobs["hangs-in-setup-seed0-ts"]["status"] == "over budget"
+    assert jobs["faulty-hangs-seed0-ts"]["error"].startswith(
+        "fit had not returned 0.06 minutes after it started (budget 0.03 min + 0.03 min grace)"
+    )
+    assert jobs["hangs-in-setup-seed0-ts"]["error"].startswith("the job's set-up (imports, data, model) had not ended")
+    assert jobs["example-smooth-minima-seed0-ts"]["status"] == "ok"
+    assert gone(int(pid_file.read_text())) and gone(int(Path(f"{pid_file}.init").read_text()))
+
+
+# Paths
+
+
+def test_a_suite_named_like_a_path_is_refused_before_anything_is_written(tmp_path):
+    suite = tmp_path / "x.yaml"
+    suite.write_text(MATCHED_FILTER_ONLY.replace("name: smoke", "name: ../../../x"))
+    result = bench("run", "--suite", suite, "--results", tmp_path / "a" / "b" / "results")
+    assert_one_line_error(result, "'name' is '../../../x'; use letters, digits")
+    assert not any(tmp_path.rglob("manifest.json"))
+
+
+def test_a_plugin_name_that_is_a_path_is_refused_at_registration():
+    registry = Registry("architecture", "architectures", "none")
+    with pytest.raises(ValueError, match=re.escape("'../../x' must be letters, digits")):
+        registry.register("../../x")
+
+
+def test_report_refuses_a_manifest_whose_suite_name_is_a_path(finished, tmp_path, monkeypatch):
+    store = copy_of(finished, tmp_path)
+    manifest = store.manifest
+    store.write_manifest({**manifest, "suite": {**manifest["suite"], "name": "../../escaped"}})
+    monkeypatch.chdir(tmp_path)
+    result = bench("report", "--results", store.folder)
+    assert_one_line_error(result, "names its suite '../../escaped', not a plain folder name")
+    assert not (tmp_path.parent / "escaped").exists() and not (tmp_path / "reports").exists()
+
+
+def test_job_folders_stay_inside_the_results_folder(finished):
+    with pytest.raises(BenchError, match="would write outside"):
+        finished.job_dir("../../x")
+    with pytest.raises(BenchError, match="would write outside"):
+        finished.predictions_dir("../x", 0, "ts")
+
+
+def test_a_suite_cannot_escape_the_results_root(tmp_path):
+    with pytest.raises(BenchError, match="would write outside"):
+        ResultsStore.create("../../x", "abc", tmp_path / "results")
