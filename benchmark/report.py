@@ -261,7 +261,8 @@ class Report:
                 "",
                 "One budget for every architecture: wall-clock minutes from the call of `fit` (data preparation "
                 "included) to its return; the epoch bound fits the minutes on the reference machine, so the cap "
-                "only cuts a slower run short (and says so). Time per epoch: median (IQR).",
+                "only cuts a slower run short (and says so). Time per epoch: the median epoch, ± its IQR for one run "
+                "or ± the std of the medians over runs.",
                 "",
                 self.training_table(),
                 "",
@@ -288,7 +289,8 @@ class Report:
                 "Job: the job process's wall time, from its start to its exit; fit, predict (every prediction: warm-up "
                 "and repeats) and scoring (threshold tuning and the metric) are the work measured; the rest is the "
                 f"harness's overhead (process start, imports, data opening, model save, write-back), "
-                f"target at most {OVERHEAD_TARGET:.0%}.",
+                f"target at most {OVERHEAD_TARGET:.0%}. Over every job of the suite: "
+                f"{self.resources['overhead_seconds'].sum() / self.resources['job_seconds'].sum():.1%}.",
                 "",
                 self.overhead_table(),
                 "",

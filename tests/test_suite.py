@@ -92,3 +92,12 @@ def test_committed_suites_give_every_architecture_the_same_minutes_and_learned_o
         assert len({b.minutes for b in budgets}) == 1
         assert all(b.epochs is not None for b in budgets)
     assert load_suite("full").seeds == [0, 1, 2]
+
+
+def test_the_demo_runs_candidates_of_its_selection_suite_under_the_same_budget():
+    demo, selection = load_suite("demo"), load_suite("demo-selection")
+    assert selection.evaluate == "val" and demo.evaluate == "test"
+    assert (demo.split, demo.data, demo.budget.minutes) == (selection.split, selection.data, selection.budget.minutes)
+    candidates = [(s.name, s.config, s.postprocess, selection.budget_for(s).epochs) for s in selection.architectures]
+    for spec in demo.architectures:
+        assert (spec.name, spec.config, spec.postprocess, demo.budget_for(spec).epochs) in candidates, spec.label
