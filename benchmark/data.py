@@ -128,8 +128,9 @@ def _open_root(config: Path):
 
 
 def _copick_root(text: str, data: object):
-    """copick's root for a config: a filesystem project through copick's filesystem classes directly, which spares
-    every process the half second `copick.from_string` spends importing the Data Portal client; others through it."""
+    """copick's root for a config: a filesystem project through copick's filesystem classes directly, as
+    `copick.from_string` (copick 1.x) does for it, which spares every process the half second that function spends
+    importing the Data Portal client; other config types through it."""
     if not isinstance(data, dict) or data.get("config_type") != "filesystem":
         return copick.from_string(text)
     from copick.impl.filesystem import CopickConfigFSSpec, CopickRootFSSpec
@@ -233,12 +234,14 @@ class Project:
 
     def require_ground_truth(self, run: str, user_id: str, session_id: str) -> None:
         """Refuse a run without a single pick of the ground-truth (user, session), naming the pairs it has."""
-        picks = self.run(run).get_picks()
-        if any(p.user_id == user_id and fnmatch.fnmatchcase(p.session_id, session_id) for p in picks):
-            return
-        pairs = sorted({f"{p.user_id}/{p.session_id}" for p in picks})
-        raise BenchError(
-            f"run '{run}' has no ground-truth picks of {user_id}/{session_id}; its picks are by "
+        if self.ground_truth(run, user_id, session_id).empty:
+            raise BenchError(self._no_ground_truth(run, user_id, session_id))
+
+    def _no_ground_truth(self, run: str, user_id: str, session_id: str) -> str:
+        """What to say of a run without ground truth of (user, session): who its picks are by, and the fix."""
+        pairs = sorted({f"{p.user_id}/{p.session_id}" for p in self.run(run).get_picks()})
+        return (
+            f"run '{run}' has no ground-truth picks of {user_id}/{session_id}; its picks files are by "
             f"{', '.join(pairs) or 'nobody'}; set data.user_id and data.session_id in the suite "
             "(bench data info --user-id U --session-id S shows the counts)"
         )
@@ -286,11 +289,10 @@ class Project:
                         ],
                     }
                 )
-            try:
-                self.require_ground_truth(name, *ground_truth)
-            except BenchError as missing:
-                warnings.warn(str(missing), BenchWarning, stacklevel=2)
-            counts = self.ground_truth(name, *ground_truth)["particle_type"].value_counts()
+            truth = self.ground_truth(name, *ground_truth)
+            if truth.empty:
+                warnings.warn(self._no_ground_truth(name, *ground_truth), BenchWarning, stacklevel=2)
+            counts = truth["particle_type"].value_counts()
             described.append(
                 {
                     "run": name,

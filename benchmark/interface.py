@@ -38,23 +38,31 @@ class Budget:
     """How long training may go: wall-clock minutes from the call of `fit` to its return, and an epoch bound.
 
     `minutes` is the cap every architecture of a suite shares; `epochs`, when given, ends training earlier. The
-    runner stops a `fit` still running `grace_minutes` after the cap.
+    runner stops a job whose set-up or `fit` is still running `grace_minutes` after the cap, and one whose
+    predictions (warm-up, evaluated runs, repeats) take longer than `predict_minutes` (default: `minutes`) plus grace.
     """
 
     minutes: float
     epochs: int | None = None
     grace_minutes: float = 1.0
+    predict_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.minutes is None:
             raise BenchError("a budget needs 'minutes' (the wall-clock cap of every fit); set it in the suite file")
-        if self.minutes <= 0 or self.grace_minutes < 0 or (self.epochs is not None and self.epochs < 1):
+        positive = self.minutes > 0 and (self.predict_minutes is None or self.predict_minutes > 0)
+        if not positive or self.grace_minutes < 0 or (self.epochs is not None and self.epochs < 1):
             raise BenchError(f"budget {self} must be positive; fix the suite file")
 
     @property
     def seconds(self) -> float:
         """The cap in seconds."""
         return 60.0 * self.minutes
+
+    def limit(self, phase: str) -> float:
+        """Seconds after which the runner stops a job still in `phase` (setup, fit, predict or score)."""
+        minutes = (self.predict_minutes or self.minutes) if phase == "predict" else self.minutes
+        return 60.0 * (minutes + self.grace_minutes)
 
 
 @dataclass

@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psutil
+from scipy import stats
 from tqdm.auto import tqdm
 
 from benchmark.data import Project
 from benchmark.environment import job_environment
 from benchmark.errors import BenchError
-from benchmark.files import write_csv, write_json
+from benchmark.files import inside, write_csv, write_json
 from benchmark.interface import Architecture, Sample, Tracker, check_predictions
 from benchmark.postprocessing import apply_steps
 from benchmark.registry import ARCHITECTURES
@@ -151,6 +152,7 @@ def run_job(job: JobSpec) -> dict:
     started = time.perf_counter()
     candidates, latency, infer_memory = _predict(model, spec, project, job, suite, samples)
     predict_seconds = time.perf_counter() - started
+    mark_phase(folder, "score")
     started = time.perf_counter()
     thresholds = tune_thresholds(_truth(samples["val"]), candidates["val"], project.particles)
     picks = {name: apply_thresholds(found, thresholds) for name, found in candidates.items()}
@@ -251,7 +253,7 @@ def _write_predictions(candidates, picks, samples, project, spec: ArchitectureSp
     for name, kept in picks.items():
         for sample in samples[name]:
             mine = kept[kept["experiment"] == sample.run]
-            write_submission(mine, out / f"{sample.run}.csv")
+            write_submission(mine, inside(out, f"{sample.run}.csv"))
             if job.session_id is not None:
                 project.write_picks(sample.run, mine, spec.label, job.session_id)
     write_csv(out / "candidates.csv", pd.concat(candidates.values(), ignore_index=True))
@@ -300,8 +302,8 @@ def _latency_columns(latency: pd.DataFrame) -> dict[str, float | None]:
 
 
 def _iqr(values: np.ndarray) -> float | None:
-    """Interquartile range, the spread reported next to a median."""
-    return float(np.subtract(*np.percentile(values, [75, 25]))) if len(values) else None
+    """Interquartile range, the spread reported next to a median (None for no values)."""
+    return float(stats.iqr(values)) if len(values) else None
 
 
 def main(argv: list[str]) -> int:
@@ -334,14 +336,16 @@ def _result(job: JobSpec, folder: Path) -> dict:
 
 
 def _die_with(runner: int) -> None:
-    """Have the kernel kill this job when the runner `bench run` process dies (Linux), so no job outlives it."""
+    """Have the kernel signal this job when the runner `bench run` process dies (Linux); the job then kills its
+    whole process group (it leads one), its plug-in's children too, so nothing outlives the runner."""
     if not runner or not sys.platform.startswith("linux"):
         return
     import ctypes
 
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os.killpg(0, signal.SIGKILL))
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != runner:  # the runner died before the request took effect
-        os._exit(1)
+        os.killpg(0, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,8 @@ class Report:
         for arch in self.order:
             found = self.resources[self.resources["architecture"] == arch]
             bound = found["epoch_bound"].dropna()
-            epochs = _mean_std(found["epochs"], 0) + (f" / {int(bound.iloc[0])}" if len(bound) else "")
+            low, high = int(found["epochs"].min()), int(found["epochs"].max())
+            epochs = (f"{low}" if low == high else f"{low}-{high}") + (f" / {int(bound.iloc[0])}" if len(bound) else "")
             cut = int((found["stopped_by"] == "minutes").sum())
             rows.append([
                 arch,
@@ -206,6 +207,7 @@ class Report:
             f"- Runs: seeds {', '.join(map(str, manifest['seeds']))} x {len(manifest['folds'])} fold(s); "
             + (
                 f"mean ± std and {CONFIDENCE:.0%} t-intervals over {self.runs} runs"
+                + ("; folds share training runs, so intervals over them are optimistic" if folds else "")
                 if self.runs > 1
                 else "single run: no spread or interval"
             ),
@@ -260,9 +262,9 @@ class Report:
                 "## Training under the budget",
                 "",
                 "One budget for every architecture: wall-clock minutes from the call of `fit` (data preparation "
-                "included) to its return; the epoch bound fits the minutes on the reference machine, so the cap "
-                "only cuts a slower run short (and says so). Time per epoch: the median epoch, ± its IQR for one run "
-                "or ± the std of the medians over runs.",
+                "included) to its return. When an architecture's epoch bound ends its training first, its result does "
+                "not depend on the machine's speed; a run the cap cut short says so below. Time per epoch: the median "
+                "epoch, ± its IQR for one run or ± the std of the medians over runs.",
                 "",
                 self.training_table(),
                 "",

@@ -74,11 +74,15 @@ class ResultsStore:
         return store
 
     @classmethod
-    def latest(cls, suite: str, root: Path = RESULTS_ROOT) -> ResultsStore:
-        """The newest results folder of a suite."""
+    def latest(cls, suite: str, root: Path = RESULTS_ROOT, finished: bool = False) -> ResultsStore:
+        """The newest results folder of a suite (with `finished`, the newest whose run has ended: a report never
+        reads a run still going or one that was interrupted)."""
         folders = sorted(p for p in (root / suite).glob("*_*") if (p / "manifest.json").is_file())
+        if finished:
+            folders = [folder for folder in folders if "finished" in cls(folder).manifest]
         if not folders:
-            raise BenchError(f"no results for suite '{suite}' under {root}/; run: bench run --suite {suite}")
+            what = "finished results" if finished else "results"
+            raise BenchError(f"no {what} for suite '{suite}' under {root}/; run: bench run --suite {suite}")
         return cls(folders[-1])
 
     @property
@@ -123,8 +127,8 @@ class ResultsStore:
             handle.flush()
             try:
                 yield
-            finally:
-                path.unlink(missing_ok=True)
+            finally:  # the file stays (deleting it would let a waiting opener lock a stale inode): only emptied
+                handle.truncate(0)
 
     def check_tables(self) -> None:
         """Read every stored table once, so that a damaged one is named before anything runs."""

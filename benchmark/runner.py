@@ -204,7 +204,7 @@ def _resumable(store: ResultsStore, suite: Suite, config: str | None, device: st
     if device is not None and device != manifest["device"]:
         raise BenchError(f"{store.folder} was run on device {manifest['device']}; resume without --device")
     for key, job in manifest["jobs"].items():
-        if job["status"] == "running" and _job_alive(job.get("pid")):
+        if job["status"] == "running" and _job_alive(job.get("pid"), store.job_dir(key) / "job.json"):
             raise BenchError(
                 f"job {key} of {store.folder} is still running as pid {job['pid']}; wait for it or stop it, then resume"
             )
@@ -212,10 +212,10 @@ def _resumable(store: ResultsStore, suite: Suite, config: str | None, device: st
     return manifest
 
 
-def _job_alive(pid: int | None) -> bool:
-    """Whether `pid` is a live job process (not a reused pid)."""
+def _job_alive(pid: int | None, spec: Path) -> bool:
+    """Whether `pid` is a live job process running `spec` (not a reused pid)."""
     try:
-        return pid is not None and "benchmark.job" in " ".join(psutil.Process(pid).cmdline())
+        return pid is not None and str(spec) in psutil.Process(pid).cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
 
@@ -272,11 +272,12 @@ def _run_job(store: ResultsStore, suite: Suite, job: JobSpec) -> str | None:
         (folder / stale).unlink(missing_ok=True)
     job.save(folder / "job.json")
     budget = suite.budget_for(ArchitectureSpec(**job.architecture))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmark.job", str(folder / "job.json")], start_new_session=True
-    )
-    store.update_job(job.key, status="running", started=utc_now(), pid=process.pid)
+    process = None
     try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "benchmark.job", str(folder / "job.json")], start_new_session=True
+        )
+        store.update_job(job.key, status="running", started=utc_now(), pid=process.pid)
         overran = _supervise(process, folder, budget)
     except KeyboardInterrupt:
         store.update_job(job.key, status="interrupted", finished=utc_now())
@@ -285,19 +286,29 @@ def _run_job(store: ResultsStore, suite: Suite, job: JobSpec) -> str | None:
             f"complete them with: bench run --suite {suite.name} --resume {store.folder}"
         ) from None
     finally:
-        _stop_group(process)  # the job's children too, whether it ended, overran or was interrupted
+        if process is not None:
+            _stop_group(process)  # the job's children too, whether it ended, overran or was interrupted
     if overran:
-        minutes = budget.minutes + budget.grace_minutes
-        step = "fit had not returned" if overran == "fit" else "the job's set-up (imports, data, model) had not ended"
-        result = {
-            "status": "over budget",
-            "error": f"{step} {minutes:g} minutes after it started (budget {budget.minutes:g} min + "
-            f"{budget.grace_minutes:g} min grace); the job was stopped",
-        }
+        result = {"status": "over budget", "error": _overrun(overran, budget)}
     else:
         result = _read_result(folder, process.returncode)
     _store(store, job, result)
     return result.get("error") if result["status"] != "ok" else None
+
+
+def _overrun(phase: str, budget: Budget) -> str:
+    """What the runner says of a job it stopped in `phase`."""
+    step = {
+        "setup": "the job's set-up (imports, data, model) had not ended",
+        "fit": "fit had not returned",
+        "predict": "its predictions had not ended",
+        "score": "its scoring and write-back had not ended",
+    }[phase]
+    cap = (budget.predict_minutes or budget.minutes) if phase == "predict" else budget.minutes
+    return (
+        f"{step} {budget.limit(phase) / 60:g} minutes after it started (budget {cap:g} min + "
+        f"{budget.grace_minutes:g} min grace); the job was stopped"
+    )
 
 
 def _store(store: ResultsStore, job: JobSpec, result: dict) -> None:
@@ -330,11 +341,10 @@ def _store(store: ResultsStore, job: JobSpec, result: dict) -> None:
 
 
 def _supervise(process: subprocess.Popen, folder: Path, budget: Budget, poll: float = 0.5) -> str | None:
-    """Wait for a job; stop it when its set-up or its fit is still running at the budget plus grace.
+    """Wait for a job; stop it when its set-up, fit or predictions run past their limit (the budget plus grace).
 
     Returns the phase it was stopped in, or None when it ended by itself.
     """
-    limit = 60 * (budget.minutes + budget.grace_minutes)
     while True:
         try:
             process.wait(timeout=poll)
@@ -345,7 +355,7 @@ def _supervise(process: subprocess.Popen, folder: Path, budget: Budget, poll: fl
             phase = json.loads((folder / PHASE).read_text())
         except (OSError, json.JSONDecodeError):  # not yet written
             continue
-        if phase["phase"] in ("setup", "fit") and time.time() - phase["since"] > limit:
+        if time.time() - phase["since"] > budget.limit(phase["phase"]):
             _stop_group(process)
             return phase["phase"]
 

@@ -163,6 +163,7 @@ def _parse(raw: Any, path: Path) -> Suite:
             minutes=budget.get("minutes", float),
             epochs=budget.get("epochs", int, None),
             grace_minutes=budget.get("grace_minutes", float, Budget.grace_minutes),
+            predict_minutes=budget.get("predict_minutes", float, None),
         ),
         seeds=reader.seeds("seeds"),
         device=reader.get("device", str, "cpu"),
@@ -261,10 +262,13 @@ class _Fields:
         return _Fields(self.get(key, dict), self.path, f"{self.prefix}{key}.")
 
     def names(self, key: str) -> list[str]:
-        """A non-empty list of run names."""
+        """A non-empty list of run names (they name prediction files, so plain names only)."""
         value = [str(v) for v in self.get(key, list)]
         if not value:
             raise BenchError(f"suite file {self.path}: '{self.prefix}{key}' is empty; list at least one run")
+        bad = [run for run in value if not SAFE_NAME.match(run)]
+        if bad:
+            raise BenchError(f"suite file {self.path}: '{self.prefix}{key}' lists {bad[0]!r}, which is not a run name")
         return value
 
     def name(self, key: str, default: Any = _MISSING) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import psutil
 
 GB = 1e9  # decimal gigabytes, as the `_gb` columns and the reports say
+NVML_INTERVAL = 0.1  # seconds between NVML polls: each holds the GIL, which would disturb timed GPU work
 
 
 def synchronizer(device: str) -> Callable[[], None]:
@@ -76,17 +77,19 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._nvml = NvmlProcess.open(self.device)
             if self._nvml.handle is not None:
-                self._start_sampler(self._nvml.read)
+                self._start_sampler(self._nvml.read, NVML_INTERVAL)
         else:
             self._baseline = _rss_bytes()
             if not _reset_peak_rss():
                 self._start_sampler(_rss_bytes)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, value, trace) -> None:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
+        if kind is not None:  # the block failed: its error, not a second one from the device, is the story
+            return
         if self.device.startswith("cuda"):
             import torch
 
@@ -104,13 +107,13 @@ class PeakMemory:
             peak = max(_peak_rss_bytes() if self._thread is None else self._sampled, self._baseline)
             self.reading = MemoryReading((peak - self._baseline) / GB, peak / GB, "cpu-rss")
 
-    def _start_sampler(self, read: Callable[[], int]) -> None:
+    def _start_sampler(self, read: Callable[[], int], interval: float | None = None) -> None:
         """Poll `read` in a background thread, keeping the maximum."""
 
         def sample() -> None:
             while not self._stop.is_set():
                 self._sampled = max(self._sampled, read())
-                time.sleep(self.interval)
+                time.sleep(interval or self.interval)
 
         self._thread = threading.Thread(target=sample, daemon=True)
         self._thread.start()
@@ -151,22 +154,31 @@ class NvmlProcess:
 
     @classmethod
     def open(cls, device: str) -> NvmlProcess:
-        """Find the NVML handle of a torch CUDA device by its UUID."""
+        """Find the NVML handle of a torch CUDA device by its UUID (a GPU's, else a MIG instance's)."""
         try:
             import pynvml
             import torch
 
             pynvml.nvmlInit()
-            uuid = nvml_uuid(str(torch.cuda.get_device_properties(torch.device(device)).uuid))
-            return cls(pynvml.nvmlDeviceGetHandleByUUID(uuid), os.getpid())
-        except Exception as err:  # no driver, no NVML, no handle: the allocator figures stand alone
+            uuid = str(torch.cuda.get_device_properties(torch.device(device)).uuid)
+        except Exception as err:  # no driver, no NVML: the allocator figures stand alone
             return cls(None, os.getpid(), f"NVML unavailable ({type(err).__name__})")
+        for name in nvml_names(uuid):
+            try:
+                return cls(pynvml.nvmlDeviceGetHandleByUUID(name), os.getpid())
+            except pynvml.NVMLError:
+                continue
+        return cls(None, os.getpid(), f"NVML has no device with UUID {uuid}")
 
     def read(self) -> int:
-        """Bytes NVML attributes to this process on the device (0 when it does not list the process)."""
+        """Bytes NVML attributes to this process on the device (0 when it does not list the process, or fails)."""
         import pynvml
 
-        processes = pynvml.nvmlDeviceGetComputeRunningProcesses(self.handle)
+        try:
+            processes = pynvml.nvmlDeviceGetComputeRunningProcesses(self.handle)
+        except pynvml.NVMLError as err:
+            self.problem = self.problem or f"NVML failed ({err})"
+            return 0
         mine = [p.usedGpuMemory or 0 for p in processes if p.pid == self.pid]
         self.seen = self.seen or bool(mine)
         return sum(mine)
@@ -178,6 +190,8 @@ class NvmlProcess:
         return "ok" if self.seen else "process not visible to NVML (PID namespace?)"
 
 
-def nvml_uuid(torch_uuid: str) -> str:
-    """NVML's name of a device from torch's UUID: NVML prefixes GPUs with 'GPU-' (MIG instances carry 'MIG-')."""
-    return torch_uuid if torch_uuid.startswith(("GPU-", "MIG-")) else f"GPU-{torch_uuid}"
+def nvml_names(torch_uuid: str) -> list[str]:
+    """NVML's possible names of a device from torch's UUID, which has no prefix: a GPU's ('GPU-'), a MIG instance's."""
+    if torch_uuid.startswith(("GPU-", "MIG-")):
+        return [torch_uuid]
+    return [f"GPU-{torch_uuid}", f"MIG-{torch_uuid}"]

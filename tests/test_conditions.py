@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import ClassVar
@@ -51,6 +52,18 @@ class Spy(Architecture):
         pass
 
 
+class Sleeper(Spy):
+    """Reads its tomogram through `Tomogram.read`, then spends a known time in the model."""
+
+    def predict(self, tomogram) -> pd.DataFrame:
+        tomogram.read(0)
+        time.sleep(SLEEP)
+        return super().predict(tomogram)
+
+
+SLEEP = 0.3
+
+
 @pytest.fixture
 def spy(monkeypatch) -> type[Spy]:
     """The spy registered as 'test-spy', with every tomogram and ground-truth read of the job recorded."""
@@ -63,8 +76,10 @@ def spy(monkeypatch) -> type[Spy]:
             return _original(self, run, *args, **kwargs)
 
         monkeypatch.setattr(Project, method, record)
-    for table, value in ((ARCHITECTURES.factories, Spy), (ARCHITECTURES.sources, "tests"), (ARCHITECTURES.modules, "")):
-        monkeypatch.setitem(table, "test-spy", value)
+    for name, factory in (("test-spy", Spy), ("test-sleeper", Sleeper)):
+        monkeypatch.setitem(ARCHITECTURES.factories, name, factory)
+        monkeypatch.setitem(ARCHITECTURES.sources, name, "tests")
+        monkeypatch.setitem(ARCHITECTURES.modules, name, "")
     return Spy
 
 
@@ -87,6 +102,17 @@ def test_fit_never_sees_the_test_runs_they_are_read_after_it_returns(spy, smoke_
     assert set(spy.seen["fit"]) == set(SMOKE.split.train + SMOKE.split.val)  # nothing of test opened yet
     assert set(spy.opened) >= TEST_RUNS  # ... and the spy does see the reads made after fit
     assert {row["split"] for row in result["scores"]} == {"val", "test"}
+
+
+def test_latency_is_split_into_reading_the_model_and_post_processing(spy, smoke_config, tmp_path):
+    spec = ArchitectureSpec("test-sleeper", postprocess=[{"step": "nms"}])
+    latency = pd.DataFrame(run_job(job_spec(tmp_path, smoke_config, spec))["latency"])
+    assert sorted(latency["run"]) == sorted(TEST_RUNS)
+    assert (latency["read_seconds"] > 0).all()
+    assert latency["model_seconds"].between(SLEEP, SLEEP + 0.2).all()  # the sleep, without the read
+    assert (latency["postprocess_seconds"] > 0).all()
+    parts = latency[["read_seconds", "model_seconds", "postprocess_seconds"]].sum(axis=1)
+    assert parts.to_numpy() == pytest.approx(latency["total_seconds"].to_numpy())
 
 
 def test_a_selection_suite_never_reads_the_test_runs(spy, smoke_config, tmp_path):
@@ -129,9 +155,14 @@ def test_the_same_job_in_two_processes_gives_identical_scores_and_thresholds(smo
     results = []
     for name in ("first", "second"):
         job = job_spec(tmp_path / name, smoke_config, spec)
+        started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "benchmark.job", str(Path(job.folder) / "job.json")], check=True)
+        wall = time.perf_counter() - started
         results.append(json.loads((Path(job.folder) / "result.json").read_text()))
-    assert [r["status"] for r in results] == ["ok", "ok"], results
+        assert results[-1]["status"] == "ok", results[-1]
+        resources = results[-1]["resources"]
+        assert 0.8 * wall < resources["job_seconds"] <= wall  # the job's own clock: from its process's start
+        assert 0 < resources["overhead_seconds"] < resources["job_seconds"] - resources["train_seconds"]
     assert results[0]["scores"] == results[1]["scores"]
     assert results[0]["thresholds"] == results[1]["thresholds"]
     assert results[0]["environment"]["num_threads"] == results[1]["environment"]["num_threads"]

@@ -86,7 +86,7 @@ def test_an_ome_zarr_scale_that_contradicts_the_voxel_spacing_is_refused_naming_
 def test_a_run_without_ground_truth_of_the_chosen_user_is_refused_before_training(smoke_config, tmp_path):
     suite = suite_file(tmp_path, MATCHED_FILTER_ONLY.replace("user_id: curation", "user_id: someone"))
     result = bench("run", "--suite", suite, "--results", tmp_path / "results")
-    assert_one_line_error(result, "has no ground-truth picks of someone/0; its picks are by", "curation/0")
+    assert_one_line_error(result, "has no ground-truth picks of someone/0; its picks files are by", "curation/0")
     assert no_results(tmp_path / "results")
 
 
@@ -95,8 +95,8 @@ def test_data_info_warns_about_runs_without_ground_truth(copick_project):
     result = bench_process("data", "info", "--data", config, "--user-id", "someone")
     assert result.returncode == 0
     assert result.stderr.strip().splitlines() == [
-        "warning: run 'TS_1' has no ground-truth picks of someone/0; its picks are by curation/0; set data.user_id "
-        "and data.session_id in the suite (bench data info --user-id U --session-id S shows the counts)"
+        "warning: run 'TS_1' has no ground-truth picks of someone/0; its picks files are by curation/0; set "
+        "data.user_id and data.session_id in the suite (bench data info --user-id U --session-id S shows the counts)"
     ]
 
 
@@ -300,21 +300,22 @@ def test_a_job_dies_with_its_runner_and_a_resume_sees_it_is_dead(plugin_path, sm
     assert job["status"] == "running" and job["pid"] > 0
     runner.kill()
     runner.wait(timeout=30)
-    orphan = int((tmp_path / "helper.pid").read_text())  # the job's own child has no reason to die with the runner
+    helper = int((tmp_path / "helper.pid").read_text())  # the plug-in's own child process
     try:
-        assert gone(job["pid"])
+        assert gone(job["pid"]) and gone(helper)
         result = bench_process(
             "run", "--suite", tmp_path / "hangs.yaml", "--resume", folder, env={"PYTHONPATH": plugin_path}
         )
         assert_one_line_error(result, "1 job(s) failed: faulty-hangs-seed0-ts")  # run again, over budget this time
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(orphan, signal.SIGKILL)
+            os.kill(helper, signal.SIGKILL)
 
 
 def test_a_resume_refuses_while_a_job_of_the_folder_still_runs(finished, tmp_path):
     store = copy_of(finished, tmp_path)
-    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "benchmark.job", "spec.json"])
+    spec = store.job_dir("matched-filter-seed1-ts") / "job.json"
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(spec)])  # as the runner starts one
     try:
         store.update_job("matched-filter-seed1-ts", status="running", pid=job.pid)
         result = bench("run", "--suite", suite_file(tmp_path, MATCHED_FILTER_ONLY), "--resume", store.folder)
@@ -349,7 +350,7 @@ def test_a_result_finished_before_the_runner_died_is_kept_on_resume(finished, tm
 
 def test_a_fit_past_its_budget_is_stopped_with_its_children_and_the_suite_goes_on(plugin_path, smoke_config, tmp_path):
     pid_file = tmp_path / "helper.pid"
-    text = SMOKE.replace("  minutes: 2 ", "  minutes: 0.03\n  grace_minutes: 0.03 ")
+    text = SMOKE.replace("  minutes: 2 ", "  minutes: 0.05\n  grace_minutes: 0.05 ")
     entries = (
         f"  - {{name: faulty-hangs, config: {{pid_file: {pid_file}}}}}\n"
         f"  - {{name: faulty-hangs, label: hangs-in-setup, config: {{pid_file: {pid_file}.init, hang_in: init}}}}\n"
@@ -361,7 +362,7 @@ def test_a_fit_past_its_budget_is_stopped_with_its_children_and_the_suite_goes_o
     jobs = ResultsStore.latest("hangs", tmp_path).manifest["jobs"]
     assert jobs["faulty-hangs-seed0-ts"]["status"] == jobs["hangs-in-setup-seed0-ts"]["status"] == "over budget"
     assert jobs["faulty-hangs-seed0-ts"]["error"].startswith(
-        "fit had not returned 0.06 minutes after it started (budget 0.03 min + 0.03 min grace)"
+        "fit had not returned 0.1 minutes after it started (budget 0.05 min + 0.05 min grace)"
     )
     assert jobs["hangs-in-setup-seed0-ts"]["error"].startswith("the job's set-up (imports, data, model) had not ended")
     assert jobs["example-smooth-minima-seed0-ts"]["status"] == "ok"

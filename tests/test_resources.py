@@ -8,8 +8,9 @@ import types
 
 import numpy as np
 import pytest
+import torch
 
-from metrics.resources import NvmlProcess, PeakMemory, device_name, nvml_uuid
+from metrics.resources import NvmlProcess, PeakMemory, device_name, nvml_names
 
 
 def test_peak_above_baseline_sees_a_temporary_allocation():
@@ -37,18 +38,47 @@ def test_cpu_device_is_named_as_cpu():
     assert device_name("cpu").startswith("CPU: ")
 
 
-def test_nvml_names_a_gpu_by_uuid_as_nvml_does():
-    assert nvml_uuid("6f5e1c2a-0000-1111-2222-333344445555") == "GPU-6f5e1c2a-0000-1111-2222-333344445555"
-    assert nvml_uuid("MIG-6f5e1c2a-0000") == "MIG-6f5e1c2a-0000"
+def test_nvml_names_a_device_as_nvml_does_from_torchs_bare_uuid():
+    assert nvml_names("6f5e1c2a-0000") == ["GPU-6f5e1c2a-0000", "MIG-6f5e1c2a-0000"]
+    assert nvml_names("GPU-6f5e1c2a-0000") == ["GPU-6f5e1c2a-0000"]
+
+
+class FakeNvmlError(Exception):
+    """pynvml's error type, faked."""
 
 
 @pytest.fixture
 def fake_nvml(monkeypatch):
-    """A pynvml whose device lists the processes the test puts in it."""
-    module = types.SimpleNamespace(listed=[])
-    module.nvmlDeviceGetComputeRunningProcesses = lambda handle: module.listed
+    """A pynvml with one MIG device, whose process list the test sets, and a torch that names it by bare UUID."""
+    module = types.SimpleNamespace(listed=[], NVMLError=FakeNvmlError, nvmlInit=lambda: None)
+
+    def handle(name: str) -> str:
+        if name != "MIG-6f5e1c2a-0000":
+            raise FakeNvmlError("not found")
+        return name
+
+    def processes(handle: str) -> list:
+        if isinstance(module.listed, Exception):
+            raise module.listed
+        return module.listed
+
+    module.nvmlDeviceGetHandleByUUID, module.nvmlDeviceGetComputeRunningProcesses = handle, processes
     monkeypatch.setitem(sys.modules, "pynvml", module)
+    properties = types.SimpleNamespace(uuid="6f5e1c2a-0000")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: properties)
     return module
+
+
+def test_nvml_finds_the_device_by_uuid_a_mig_instance_too(fake_nvml):
+    process = NvmlProcess.open("cuda:0")
+    assert process.handle == "MIG-6f5e1c2a-0000" and process.problem == ""
+
+
+def test_an_nvml_failure_while_sampling_is_said_not_mistaken_for_a_pid_namespace(fake_nvml):
+    fake_nvml.listed = FakeNvmlError("GPU is lost")
+    process = NvmlProcess.open("cuda:0")
+    assert process.read() == 0
+    assert process.status() == "NVML failed (GPU is lost)"
 
 
 def test_nvml_figure_is_this_process_only(fake_nvml):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.errors import BenchError
+from benchmark.registry import ARCHITECTURES
 from benchmark.suite import load_suite
 
 SMOKE = Path("suites/smoke.yaml").read_text()
@@ -61,7 +62,6 @@ def test_labels_key_two_entries_of_one_architecture_with_their_own_epoch_bounds(
     assert labels["deepfindet-long"].name == "deepfindet"
     assert suite.budget_for(labels["deepfindet-long"]).epochs == 3
     assert suite.budget_for(labels["deepfindet"]).epochs == 1  # the suite's bound
-    assert {suite.budget_for(spec).minutes for spec in suite.architectures} == {2.0}  # one cap for all
     assert suite.select("deepfindet-*") == [labels["deepfindet-long"]]
 
 
@@ -85,12 +85,15 @@ def test_a_suite_name_must_be_a_plain_folder_name(tmp_path):
         load_suite(str(suite_file(tmp_path, SMOKE.replace("name: smoke", "name: ../x"))))
 
 
-def test_committed_suites_give_every_architecture_the_same_minutes_and_learned_ones_an_epoch_bound():
-    for name in ("smoke", "demo", "full"):
-        suite = load_suite(name)
-        budgets = [suite.budget_for(spec) for spec in suite.architectures]
-        assert len({b.minutes for b in budgets}) == 1
-        assert all(b.epochs is not None for b in budgets)
+@pytest.mark.parametrize("name", ["smoke", "demo", "demo-selection", "full"])
+def test_committed_suites_give_every_learned_architecture_its_own_epoch_bound(name):
+    """The minutes are one per suite by construction; the bound that makes results machine-independent is per entry."""
+    for spec in load_suite(name).architectures:
+        if ARCHITECTURES.get(spec.name).kind != "classical":
+            assert spec.epochs is not None, f"{name}: {spec.label} trains up to the suite-wide bound only"
+
+
+def test_the_full_suite_runs_three_seeds():
     assert load_suite("full").seeds == [0, 1, 2]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
@@ -20,32 +21,61 @@ import click
 def report(
     suite_name: str | None, folder: Path | None, out: Path | None, results_root: Path, readme: Path | None
 ) -> None:
-    """Write the markdown tables and PNG plots of stored results."""
+    """Write the markdown tables and PNG plots of stored results (the latest finished run of each suite)."""
     from benchmark.errors import BenchError
-    from benchmark.files import SAFE_NAME, inside
-    from benchmark.report import build_report, suites_with_results
     from benchmark.results import ResultsStore
 
-    if folder is not None:
-        stores = [ResultsStore.open(folder)]
-    elif suite_name is not None:
-        stores = [ResultsStore.latest(suite_name, results_root)]
-    else:
-        names = suites_with_results(results_root)
-        if not names:
-            raise BenchError(f"no results under {results_root}/; run: bench run --suite demo")
-        stores = [ResultsStore.latest(name, results_root) for name in names]
-    if out is not None and len(stores) > 1:
+    if folder is not None or suite_name is not None:
+        store = ResultsStore.open(folder) if folder else ResultsStore.latest(suite_name, results_root, finished=True)
+        _report(store, out, readme)
+        return
+    if out is not None:
         raise BenchError("--out names one folder; add --suite or --results to report a single suite there")
-    for store in stores:
+    reported = 0
+    for store in _every_suite(results_root):
         suite = store.manifest["suite"]["name"]
-        if out is None and not SAFE_NAME.match(str(suite)):
-            raise BenchError(
-                f"{store.folder}/manifest.json names its suite {suite!r}, not a plain folder name; "
-                "a report for it is refused (pass --out to choose the folder)"
-            )
-        # with every suite, those with a marker block in the README refresh it; one suite without one is an error
-        wanted = readme is not None and (len(stores) == 1 or f":{suite}:start" in readme.read_text())
-        refresh = readme if wanted else None
-        for path in build_report(store, out or inside(Path("reports"), suite), refresh):
-            click.echo(f"wrote {path}")
+        try:  # one suite's damaged results do not stop the others' reports
+            _report(store, None, readme if readme and f":{suite}:start" in readme.read_text() else None)
+            reported += 1
+        except BenchError as err:
+            _skipped(suite, err)
+    if not reported:
+        raise BenchError(f"no finished results to report under {results_root}/; run: bench run --suite demo")
+
+
+def _report(store, out: Path | None, readme: Path | None) -> None:
+    """Write one results folder's report into `out`, by default reports/<suite> (a plain folder name only)."""
+    from benchmark.errors import BenchError
+    from benchmark.files import SAFE_NAME, inside
+    from benchmark.report import build_report
+
+    suite = store.manifest["suite"]["name"]
+    if out is None and not SAFE_NAME.match(str(suite)):
+        raise BenchError(
+            f"{store.folder}/manifest.json names its suite {suite!r}, not a plain folder name; "
+            "a report for it is refused (pass --out to choose the folder)"
+        )
+    for path in build_report(store, out or inside(Path("reports"), suite), readme):
+        click.echo(f"wrote {path}")
+
+
+def _every_suite(root: Path) -> list:
+    """The latest finished results folder of every suite under `root` that has one."""
+    from benchmark.errors import BenchError
+    from benchmark.report import suites_with_results
+    from benchmark.results import ResultsStore
+
+    stores = []
+    for suite in suites_with_results(root):
+        try:
+            stores.append(ResultsStore.latest(suite, root, finished=True))
+        except BenchError as err:
+            _skipped(suite, err)
+    return stores
+
+
+def _skipped(suite: str, err: Exception) -> None:
+    """Say in one warning line why a suite has no report."""
+    from benchmark.data import BenchWarning
+
+    warnings.warn(f"suite '{suite}' skipped: {err}", BenchWarning, stacklevel=1)
