@@ -288,9 +288,9 @@ class Report:
                 "",
                 "## Harness overhead",
                 "",
-                "Job: the job process's wall time, from its start to its exit; fit, predict (every prediction: warm-up "
-                "and repeats) and scoring (threshold tuning and the metric) are the work measured; the rest is the "
-                f"harness's overhead (process start, imports, data opening, model save, write-back), "
+                "Job: the job process's wall time, from its start to its result; fit, predict (every prediction: "
+                "warm-up and repeats) and scoring (threshold tuning and the metric) are the work measured; the rest "
+                f"is the harness's overhead (process start, imports, data opening, model save, write-back), "
                 f"target at most {OVERHEAD_TARGET:.0%}. Over every job of the suite: "
                 f"{self.resources['overhead_seconds'].sum() / self.resources['job_seconds'].sum():.1%}.",
                 "",
@@ -458,7 +458,7 @@ def _plot_latency(resources: pd.DataFrame, order: list[str], cpu: bool) -> Figur
         ax.barh(order, values, left=left, label=part)
         left += values
     ax.invert_yaxis()
-    ax.set_xlabel("seconds per tomogram (median)" + (" (CPU)" if cpu else " (GPU)"))
+    ax.set_xlabel("median seconds per tomogram" + (" (CPU)" if cpu else " (GPU)"))
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Where inference time goes")
