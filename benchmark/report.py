@@ -19,6 +19,7 @@ METRICS = ["precision", "recall", "f1", "f4"]
 UNIT = ["seed", "fold"]  # one run of an architecture: the spread is over these
 PARTS = {"read": "infer_read_seconds", "model": "infer_model_seconds", "post-processing": "infer_postprocess_seconds"}
 OVERHEAD_TARGET = 0.05  # the harness's share of a job it aims to stay under
+LABELLED_POINTS = 4  # a trade-off plot names its points beside them up to this many architectures
 
 README_START = "<!-- bench-report:{suite}:start -->"
 README_END = "<!-- bench-report:{suite}:end -->"
@@ -435,7 +436,10 @@ def _plot_tradeoff(
         x, y = rows[column].astype(float), rows["f4"].astype(float)
         ax.errorbar(x.mean(), y.mean(), xerr=x.std() if len(x) > 1 else None, yerr=y.std() if len(y) > 1 else None,
                     fmt="o", capsize=3, label=arch)  # fmt: skip
-        ax.annotate(arch, (x.mean(), y.mean()), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        if len(order) <= LABELLED_POINTS:
+            ax.annotate(arch, (x.mean(), y.mean()), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    if len(order) > LABELLED_POINTS:  # names beside many points overlap: a legend instead
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False)
     if (joined[column] > 0).all() and joined[column].max() / max(joined[column].min(), 1e-12) > 20:
         ax.set_xscale("log")
     else:
