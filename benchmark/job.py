@@ -126,7 +126,7 @@ def predict_picks(
 
 
 def mark_phase(folder: Path, phase: str) -> None:
-    """Tell the runner which phase the job is in and since when (wall clock): it enforces the fit's budget."""
+    """Tell the runner which phase the job is in and since when (wall clock): it enforces each phase's limit."""
     write_json(folder / PHASE, {"phase": phase, "since": time.time(), "pid": os.getpid()})
 
 

@@ -271,8 +271,9 @@ class Report:
                 "",
                 "## Memory (GB)",
                 "",
-                "Peaks above the job's baseline (taken after imports and data opening, before `fit`; before the timed "
-                "predictions for inference) are the figures to compare; the whole process's peak stands beside them. "
+                "Peaks above the job's baseline (taken after imports and data opening, before the model is built; for "
+                "inference, with the fitted model, before the first prediction) are the figures to compare; the whole "
+                "process's peak stands beside them. "
                 "CPU: resident memory; GPU: torch's allocator.",
                 "",
                 self.memory_table(),

@@ -126,6 +126,7 @@ def run_suite(
             held.enter_context(store.lock())
         else:
             manifest["seeds"] = sorted({*manifest["seeds"], *seeds})
+            manifest.pop("finished", None)  # running again: reports take the previous finished run meanwhile
         jobs = [(spec, seed, fold) for seed in seeds for fold in suite.folds for spec in specs]
         for spec, seed, fold in jobs:
             manifest["jobs"].setdefault(
