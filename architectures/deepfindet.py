@@ -37,11 +37,7 @@ from monai.losses import TverskyLoss
 from monai.networks.blocks import Convolution
 from torch import nn
 
-from benchmark.data import Tomogram
-from benchmark.errors import BenchError
-from benchmark.interface import Architecture, Budget, Sample, Tracker
-from benchmark.registry import register
-from benchmark.segmentation import (
+from architectures.parts.volumes import (
     PatchSampler,
     SlidingWindow,
     class_count,
@@ -49,6 +45,10 @@ from benchmark.segmentation import (
     picks_from_segmentation,
     segment,
 )
+from benchmark.data import Tomogram
+from benchmark.errors import BenchError
+from benchmark.interface import Architecture, Budget, Sample, Tracker
+from benchmark.registry import register
 
 DEFAULTS = {
     "filters": [48, 64, 80],  # channels of each encoder level, the last one the bottleneck's

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 from scipy import fft
 
+from architectures.parts.peaks import local_maxima, picks_from_voxels
 from benchmark.coords import XYZ, angstrom_to_voxel
 from benchmark.data import Tomogram
 from benchmark.interface import Architecture, Budget, Sample, Tracker
-from benchmark.peaks import local_maxima, picks_from_voxels
 from benchmark.registry import register
 from metrics.thresholds import tune_thresholds
 

@@ -53,7 +53,8 @@ class Registry:
         self._discovered = True
         package = importlib.import_module(self.builtin_package)
         for module in pkgutil.iter_modules(package.__path__, f"{self.builtin_package}."):
-            self._load(module.name, BUILTIN_SOURCE, module.name)
+            if not module.ispkg:  # a subpackage holds parts (architectures.parts), not plug-ins
+                self._load(module.name, BUILTIN_SOURCE, module.name)
         for point in entry_points(group=self.entry_point_group):
             self._load(point.name, point.dist.name if point.dist is not None else point.value, point.module)
 

@@ -11,11 +11,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
-from benchmark.coords import XYZ
-from benchmark.data import Tomogram
-from benchmark.errors import BenchError
-from benchmark.particles import ParticleTable, ParticleType
-from benchmark.segmentation import (
+from architectures.parts.volumes import (
     PatchSampler,
     SlidingWindow,
     augment,
@@ -27,6 +23,10 @@ from benchmark.segmentation import (
     picks_from_segmentation,
     segment,
 )
+from benchmark.coords import XYZ
+from benchmark.data import Tomogram
+from benchmark.errors import BenchError
+from benchmark.particles import ParticleTable, ParticleType
 
 PARTICLES = ParticleTable.czii()
 VOXEL = 10.012

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 from scipy import ndimage
 
+from architectures.parts.peaks import local_maxima, picks_from_voxels
 from benchmark.interface import Architecture
-from benchmark.peaks import local_maxima, picks_from_voxels
 from benchmark.registry import register
 
 

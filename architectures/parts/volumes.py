@@ -16,12 +16,12 @@ from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
+from architectures.parts.peaks import picks_from_voxels
 from benchmark.coords import XYZ, angstrom_to_voxel
 from benchmark.data import Tomogram
 from benchmark.errors import BenchError
 from benchmark.interface import Sample
 from benchmark.particles import ParticleTable
-from benchmark.peaks import picks_from_voxels
 
 Span = tuple[int, int, int, int]  # along one axis: read start, read stop, keep start, keep stop
 Predictor = Callable[[torch.Tensor], torch.Tensor]  # (n, 1, *roi) image windows -> (n, classes, *roi) probabilities
