@@ -28,6 +28,7 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN, fasterrcnn_resnet50_fpn_v2
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import mobilenet_backbone
+from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
 from architectures.parts.merge import clusters_to_picks, merge_detections
@@ -187,12 +188,19 @@ class FasterRCNNSlices(Architecture):
         return network.to(self.device)
 
     def _detector(self, classes: int, options: dict) -> FasterRCNN:
-        """torchvision's Faster R-CNN with the configured backbone and the particles' anchors, untrained."""
+        """torchvision's Faster R-CNN with the configured backbone and the particles' anchors, untrained.
+
+        ResNet-50-FPN v2 comes from torchvision's builder, which fixes its own anchors: its anchor generator and the
+        RPN head sized for it are then replaced by the particles' (a two-convolution head, as the builder's).
+        """
         if self.config["backbone"] == "resnet50_fpn_v2":
-            anchors = AnchorGenerator((self.anchor_sizes(),) * 5, ((1.0,),) * 5)
-            return fasterrcnn_resnet50_fpn_v2(
-                weights=None, weights_backbone=None, num_classes=classes, rpn_anchor_generator=anchors, **options
+            network = fasterrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=classes, **options)
+            anchors = self._anchors(5)
+            network.rpn.anchor_generator = anchors
+            network.rpn.head = RPNHead(
+                network.backbone.out_channels, anchors.num_anchors_per_location()[0], conv_depth=2
             )
+            return network
         backbone = mobilenet_backbone(
             backbone_name="mobilenet_v3_large",
             weights=None,
@@ -202,10 +210,12 @@ class FasterRCNNSlices(Architecture):
             returned_layers=self.config["feature_levels"],
         )
         levels = len(self.config["feature_levels"]) + 1  # the FPN adds a pooled level
-        names = [str(i) for i in range(levels - 1)]
-        anchors = AnchorGenerator((self.anchor_sizes(),) * levels, ((1.0,),) * levels)
-        pool = MultiScaleRoIAlign(featmap_names=names, output_size=7, sampling_ratio=2)
-        return FasterRCNN(backbone, classes, rpn_anchor_generator=anchors, box_roi_pool=pool, **options)
+        pool = MultiScaleRoIAlign(featmap_names=[str(i) for i in range(levels - 1)], output_size=7, sampling_ratio=2)
+        return FasterRCNN(backbone, classes, rpn_anchor_generator=self._anchors(levels), box_roi_pool=pool, **options)
+
+    def _anchors(self, levels: int) -> AnchorGenerator:
+        """The particles' square anchors, the same sizes on each of `levels` feature levels."""
+        return AnchorGenerator((self.anchor_sizes(),) * levels, ((1.0,),) * levels)
 
     def _network_for(self, shape: tuple[int, int]) -> FasterRCNN:
         """The detector, told the size of these slices (odd-sized volumes differ by a pixel from the training ones)."""
@@ -258,7 +268,7 @@ class SliceSampler:
             images.append(torch.from_numpy(image).to(device))
             targets.append(
                 {
-                    "boxes": torch.as_tensor(boxes, dtype=torch.float32, device=device).reshape(-1, 4),
+                    "boxes": torch.tensor(boxes, dtype=torch.float32, device=device).reshape(-1, 4),
                     "labels": torch.tensor(rows["label"].to_numpy(), dtype=torch.int64, device=device),
                 }
             )

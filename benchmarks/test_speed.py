@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from architectures.deepfindet import DeepFindET, tversky_loss
+from architectures.faster_rcnn import FasterRCNNSlices
 from benchmark.data import Project
 from benchmark.interface import Tracker
 from benchmark.job import build, load_samples
@@ -78,3 +79,46 @@ def test_deepfindet_training_step(benchmark, suite_name, rounds):
         model.training_step, args=(images, targets, optimiser, tversky_loss(c)), rounds=rounds, warmup_rounds=1
     )
     assert np.isfinite(loss)
+
+
+def faster_rcnn_for(backbone: str, batch: int) -> tuple[FasterRCNNSlices, list, list]:
+    """The demo's Faster R-CNN with `backbone`, built for 315x315 slices, and a batch of slices with boxes."""
+    spec = next(s for s in load_suite("demo").architectures if s.name == "faster-rcnn")
+    model = FasterRCNNSlices({**spec.config, "backbone": backbone}, PARTICLES, "cpu", seed=0)
+    model.shape, model.statistics, model.pixel = (315, 315), (0.5, 0.2), 10.012 * 2 ** model.config["level"]
+    model.network = model._build()
+    rng = np.random.default_rng(0)
+    images = [torch.from_numpy(rng.random((3, 315, 315), dtype=np.float32)) for _ in range(batch)]
+    corners = rng.uniform(0, 280, size=(batch, 8, 2))
+    targets = [
+        {"boxes": torch.tensor(np.hstack([c, c + 20]), dtype=torch.float32), "labels": torch.randint(1, 7, (8,))}
+        for c in corners
+    ]
+    return model, images, targets
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v3_large_fpn", "resnet50_fpn_v2"])
+def test_faster_rcnn_training_step(benchmark, backbone):
+    """CPU seconds per training step of 4 slices at the demo's size (315x315); slices per second beside it."""
+    model, images, targets = faster_rcnn_for(backbone, batch=4)
+    model.network.train()
+    optimiser = model._optimiser()
+
+    def step() -> None:
+        loss = sum(model.network(images, targets).values())
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    benchmark.extra_info["slices_per_second"] = 4 / benchmark.stats.stats.median
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v3_large_fpn", "resnet50_fpn_v2"])
+def test_faster_rcnn_inference(benchmark, backbone):
+    """CPU seconds to detect on 8 slices at the demo's size (315x315); milliseconds per slice beside it."""
+    model, images, _ = faster_rcnn_for(backbone, batch=8)
+    model.network.eval()
+    with torch.inference_mode():
+        benchmark.pedantic(model.network, args=(images,), rounds=3, warmup_rounds=1)
+    benchmark.extra_info["ms_per_slice"] = 1000 * benchmark.stats.stats.median / 8

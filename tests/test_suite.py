@@ -9,7 +9,7 @@ import pytest
 
 from benchmark.errors import BenchError
 from benchmark.registry import ARCHITECTURES
-from benchmark.suite import load_suite
+from benchmark.suite import list_suites, load_suite
 
 SMOKE = Path("suites/smoke.yaml").read_text()
 
@@ -85,7 +85,7 @@ def test_a_suite_name_must_be_a_plain_folder_name(tmp_path):
         load_suite(str(suite_file(tmp_path, SMOKE.replace("name: smoke", "name: ../x"))))
 
 
-@pytest.mark.parametrize("name", ["smoke", "demo", "demo-selection", "full"])
+@pytest.mark.parametrize("name", ["smoke", "demo", "demo-selection", "demo-selection-faster-rcnn", "full"])
 def test_committed_suites_give_every_learned_architecture_its_own_epoch_bound(name):
     """The minutes are one per suite by construction; the bound that makes results machine-independent is per entry."""
     for spec in load_suite(name).architectures:
@@ -97,10 +97,16 @@ def test_the_full_suite_runs_three_seeds():
     assert load_suite("full").seeds == [0, 1, 2]
 
 
-def test_the_demo_runs_candidates_of_its_selection_suite_under_the_same_budget():
-    demo, selection = load_suite("demo"), load_suite("demo-selection")
-    assert selection.evaluate == "val" and demo.evaluate == "test"
-    assert (demo.split, demo.data, demo.budget.minutes) == (selection.split, selection.data, selection.budget.minutes)
-    candidates = [(s.name, s.config, s.postprocess, selection.budget_for(s).epochs) for s in selection.architectures]
+def test_the_demo_runs_candidates_of_its_selection_suites_under_the_same_budget():
+    demo, candidates = load_suite("demo"), []
+    for name in list_suites("demo-selection*"):
+        selection = load_suite(name)
+        assert selection.evaluate == "val" and demo.evaluate == "test"
+        assert (demo.split, demo.data, demo.budget.minutes) == (
+            selection.split, selection.data, selection.budget.minutes
+        )  # fmt: skip
+        candidates += [
+            (s.name, s.config, s.postprocess, selection.budget_for(s).epochs) for s in selection.architectures
+        ]
     for spec in demo.architectures:
         assert (spec.name, spec.config, spec.postprocess, demo.budget_for(spec).epochs) in candidates, spec.label
