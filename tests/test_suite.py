@@ -58,7 +58,7 @@ def test_labels_key_two_entries_of_one_architecture_with_their_own_epoch_bounds(
     entries = "  - {name: deepfindet, label: deepfindet-long, epochs: 3, config: {filters: [8, 12, 16]}}\n"
     suite = load_suite(str(suite_file(tmp_path, SMOKE + entries)))
     labels = {spec.label: spec for spec in suite.architectures}
-    assert set(labels) == {"matched-filter", "deepfindet", "deepfindet-long"}
+    assert set(labels) == {"matched-filter", "deepfindet", "faster-rcnn", "deepfindet-long"}
     assert labels["deepfindet-long"].name == "deepfindet"
     assert suite.budget_for(labels["deepfindet-long"]).epochs == 3
     assert suite.budget_for(labels["deepfindet"]).epochs == 1  # the suite's bound
@@ -68,8 +68,8 @@ def test_labels_key_two_entries_of_one_architecture_with_their_own_epoch_bounds(
 @pytest.mark.parametrize(
     ("addition", "message"),
     [
-        ("  - {name: deepfindet, label: ../../x}\n", "'architectures[2].label' is '../../x'"),
-        ("  - {name: deepfindet, epochs: 0, label: d2}\n", "'architectures[2].epochs' must be a positive integer"),
+        ("  - {name: deepfindet, label: ../../x}\n", "'architectures[3].label' is '../../x'"),
+        ("  - {name: deepfindet, epochs: 0, label: d2}\n", "'architectures[3].epochs' must be a positive integer"),
         ("evaluate: train\n", "'evaluate' is 'train'; use test or val"),
         ("repeats: 0\n", "'repeats' must be a positive integer"),
         ("folds: k-fold\n", "'folds' is 'leave-one-out' or a list"),
