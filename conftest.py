@@ -106,9 +106,9 @@ def smoke_config(synthetic_cache) -> Path:
 
 @pytest.fixture(scope="session")
 def plugin_path(tmp_path_factory) -> str:
-    """The example and the faulty plug-in packages of tests/plugins, pip-installed into a folder for PYTHONPATH."""
+    """The example, faulty and counting plug-ins of tests/plugins, pip-installed into a folder for PYTHONPATH."""
     target, sources = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("sources")
-    for package in ("example_plugin", "faulty_plugin"):
+    for package in ("example_plugin", "faulty_plugin", "counting_plugin"):
         source = shutil.copytree(PLUGINS / package, sources / package)  # keep build debris out of the checkout
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -134,6 +135,16 @@ class Tracker:
         self.logs.append({k: float(v) for k, v in values.items()})
 
 
+@dataclass(frozen=True)
+class SavedModel:
+    """A model that another entry of the same suite run trained and saved: the entry's label, the folder its `save`
+    wrote, and the seconds its fit took."""
+
+    label: str
+    folder: Path
+    train_seconds: float
+
+
 class Architecture(abc.ABC):
     """A particle picker: fit on train (and val) samples, predict Å picks with a score for a tomogram."""
 
@@ -141,6 +152,12 @@ class Architecture(abc.ABC):
     kind: ClassVar[str] = "other"
     #: every config option with its default; when given, a suite's unknown option is an error, not ignored.
     defaults: ClassVar[dict[str, Any]] = {}
+    #: a folder of the job's own for files a plug-in needs while it trains or predicts (datasets in a library's
+    #: layout, a library's settings and runs); the runner sets it before `fit`, None when run outside a job.
+    workdir: Path | None = None
+    #: the saved models of other entries of this suite run that `reusable_entries` matched, by entry index; the
+    #: runner sets them before `fit`, which loads them instead of training those entries again.
+    saved_models: Mapping[int, SavedModel] = MappingProxyType({})
 
     def __init__(self, config: dict[str, Any], particles: ParticleTable, device: str, seed: int):
         self.check_config(config)
@@ -158,6 +175,12 @@ class Architecture(abc.ABC):
                 f"{cls.__name__} has no config option(s) {', '.join(map(repr, unknown))}; "
                 f"known options: {', '.join(cls.defaults)}"
             )
+
+    @classmethod
+    def reusable_entries(cls, config: dict[str, Any]) -> list[dict[str, Any]]:
+        """Suite-style entries (name, config, epochs) this architecture trains as parts of itself (an ensemble's
+        members): the runner runs the suite's equal entries first and hands their models over in `saved_models`."""
+        return []
 
     @abc.abstractmethod
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], budget: Budget, tracker: Tracker) -> None:

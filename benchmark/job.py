@@ -15,7 +15,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from benchmark.data import Project
 from benchmark.environment import job_environment
 from benchmark.errors import BenchError
 from benchmark.files import inside, write_csv, write_json
-from benchmark.interface import Architecture, Sample, Tracker, check_predictions
+from benchmark.interface import Architecture, Budget, Sample, SavedModel, Tracker, check_predictions
 from benchmark.postprocessing import apply_steps
 from benchmark.registry import ARCHITECTURES
 from benchmark.submission import write_submission
@@ -58,6 +58,8 @@ class JobSpec:
     repeats: int  # timed predictions of each evaluated tomogram
     session_id: str | None  # copick session for write-back; None to skip it
     runner_pid: int = 0  # the bench run process: the job dies with it (0: run alone)
+    #: saved models of other entries this job reuses: index (into its reusable entries), label, folder, train_seconds
+    reuse: list[dict] = field(default_factory=list)
 
     def work(self) -> tuple:
         """What the job computes (not where it writes or who started it): equal work gives equal results."""
@@ -94,6 +96,19 @@ def seed_everything(seed: int) -> None:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def reusable_entries(factory: object, config: dict) -> list[dict]:
+    """The entries an architecture trains as parts of itself (none for a plain factory)."""
+    return factory.reusable_entries(config) if isinstance(factory, type) and issubclass(factory, Architecture) else []
+
+
+def job_budget(suite: Suite, spec: ArchitectureSpec, factory: object, reused: int) -> Budget:
+    """The suite's budget for one entry. An entry that trains k > 0 of its parts itself (an ensemble's members not
+    reused) has the cap k + 1 times, once per part and once for its own fitting; the epoch bound is unchanged."""
+    budget = suite.budget_for(spec)
+    trained_here = len(reusable_entries(factory, spec.config)) - reused
+    return replace(budget, minutes=budget.minutes * (trained_here + 1)) if trained_here > 0 else budget
 
 
 def build(spec: ArchitectureSpec, project: Project, device: str, seed: int) -> Architecture:
@@ -136,14 +151,18 @@ def run_job(job: JobSpec) -> dict:
     mark_phase(folder, "setup")
     suite = load_suite(job.suite)
     spec = ArchitectureSpec(**job.architecture)
-    split, budget = suite.folds[job.fold], suite.budget_for(spec)
     project = Project(job.config)
     factory = ARCHITECTURES.load(spec.name, job.module)
+    split, budget = suite.folds[job.fold], job_budget(suite, spec, factory, len(job.reuse))
     seed_everything(job.seed)
     samples = {name: load_samples(project, getattr(split, name), suite.data) for name in ("train", "val")}
     tracker = Tracker(budget, synchronizer(job.device))
     with PeakMemory(job.device) as fit_memory:  # the baseline: imports and opened data, before the model is built
         model = factory(spec.config, project.particles, job.device, job.seed)
+        model.workdir = folder / "work"
+        model.saved_models = {
+            r["index"]: SavedModel(r["label"], Path(r["folder"]), r["train_seconds"]) for r in job.reuse
+        }
         mark_phase(folder, "fit")
         _fit(model, samples, tracker, job.key)
     mark_phase(folder, "predict")
@@ -164,7 +183,8 @@ def run_job(job: JobSpec) -> dict:
         "scores": scores,
         "resources": {
             "device": job.device,
-            **_training_columns(tracker),
+            **_training_columns(tracker, sum(r["train_seconds"] for r in job.reuse)),
+            "members": _members(reusable_entries(factory, spec.config), job.reuse),
             **_memory_columns(fit_memory.reading, ""),
             **_memory_columns(infer_memory, "infer_"),
             **_latency_columns(latency),
@@ -259,8 +279,21 @@ def _write_predictions(candidates, picks, samples, project, spec: ArchitectureSp
     write_csv(out / "candidates.csv", pd.concat(candidates.values(), ignore_index=True))
 
 
-def _training_columns(tracker: Tracker) -> dict[str, object]:
-    """The budget, what ended training, what an epoch is, and the epoch and training times."""
+def _members(entries: list[dict], reuse: list[dict]) -> str | None:
+    """Which parts an entry reused from other entries (with their training seconds) and which it trained itself."""
+    reused = {r["index"]: r for r in reuse}
+    notes = [
+        f"{entry.get('label', entry['name'])}: reused {reused[i]['label']} ({reused[i]['train_seconds']:.0f} s)"
+        if i in reused
+        else f"{entry.get('label', entry['name'])}: trained here"
+        for i, entry in enumerate(entries)
+    ]
+    return "; ".join(notes) or None
+
+
+def _training_columns(tracker: Tracker, reused_seconds: float = 0.0) -> dict[str, object]:
+    """The budget, what ended training, what an epoch is, and the epoch and training times; the training time
+    includes the seconds other entries spent training the parts this one reused."""
     epochs = np.asarray(tracker.epoch_seconds)
     return {
         "minutes": tracker.budget.minutes,
@@ -271,7 +304,7 @@ def _training_columns(tracker: Tracker) -> dict[str, object]:
         "epoch_unit": tracker.epoch_unit,
         "epoch_seconds_median": float(np.median(epochs)) if len(epochs) else None,
         "epoch_seconds_iqr": _iqr(epochs),
-        "train_seconds": tracker.train_seconds,
+        "train_seconds": tracker.train_seconds + reused_seconds,
     }
 
 

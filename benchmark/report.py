@@ -138,6 +138,20 @@ class Report:
                   "Training (s)"]  # fmt: skip
         return _markdown_table(rows, header)
 
+    def parts_notes(self) -> list[str]:
+        """For entries built from other entries (ensembles), which parts they reused and which they trained, per
+        seed: their training time above includes the parts'."""
+        notes = []
+        for arch in self.order:
+            found = self.resources[self.resources["architecture"] == arch].dropna(subset=["members"])
+            for _, row in found.iterrows():
+                notes.append(f"- `{arch}` seed {row['seed']}, fold {row['fold']}: {row['members']}")
+        if not notes:
+            return []
+        lead = ("Entries built from others (ensembles): their training time includes their parts', whether reused "
+                "from the entry that trained them in this run or trained in their own job.")  # fmt: skip
+        return ["", lead, "", *notes]
+
     def memory_table(self) -> str:
         """Peak memory above the job's baseline and of the whole process, in training and in inference."""
         gpu = (self.resources["memory_kind"] == "cuda-allocator").any()
@@ -268,6 +282,7 @@ class Report:
                 "epoch, ± its IQR for one run or ± the std of the medians over runs.",
                 "",
                 self.training_table(),
+                *self.parts_notes(),
                 "",
                 "## Memory (GB)",
                 "",

@@ -24,7 +24,7 @@ TABLES = {
     "scores": [*JOB, "split", "particle_type", "precision", "recall", "f1", "f4", "tp", "fp", "fn"],
     "resources": [
         *JOB, "device", "minutes", "epoch_bound", "epochs", "stopped_by", "epoch_samples", "epoch_unit",
-        "epoch_seconds_median", "epoch_seconds_iqr", "train_seconds",
+        "epoch_seconds_median", "epoch_seconds_iqr", "train_seconds", "members",
         *MEMORY, "memory_kind", "nvml_status", *(f"infer_{column}" for column in MEMORY),
         "timed_split", "repeats", "infer_read_seconds", "infer_model_seconds", "infer_postprocess_seconds",
         "infer_seconds_per_tomogram", "infer_seconds_per_tomogram_iqr", "infer_seconds_per_slice",
@@ -34,6 +34,8 @@ TABLES = {
     "latency": [*JOB, "run", "repeat", "z_slices", "read_seconds", "model_seconds", "postprocess_seconds",
                 "total_seconds"],
 }  # fmt: skip
+#: columns added after results were first committed: a stored table without them reads them as empty
+ADDED = {"resources": ["members"]}
 
 
 def utc_now() -> str:
@@ -163,6 +165,7 @@ class ResultsStore:
         except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             table = pd.DataFrame({"unreadable": [reason]})
+        table = table.reindex(columns=[*table.columns, *(c for c in ADDED.get(name, []) if c not in table.columns)])
         missing = [column for column in TABLES[name] if column not in table.columns]
         if missing:
             raise BenchError(

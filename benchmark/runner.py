@@ -11,7 +11,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import psutil
@@ -21,7 +21,7 @@ from benchmark.data import BenchWarning, Project
 from benchmark.environment import environment
 from benchmark.errors import BenchError, Interrupted
 from benchmark.interface import Architecture, Budget
-from benchmark.job import PHASE, JobSpec, load_samples
+from benchmark.job import PHASE, JobSpec, job_budget, load_samples, reusable_entries
 from benchmark.registry import ARCHITECTURES, POSTPROCESSING
 from benchmark.results import RESULTS_ROOT, ResultsStore, job_id, utc_now
 from benchmark.suite import ArchitectureSpec, Suite
@@ -127,7 +127,8 @@ def run_suite(
         else:
             manifest["seeds"] = sorted({*manifest["seeds"], *seeds})
             manifest.pop("finished", None)  # running again: reports take the previous finished run meanwhile
-        jobs = [(spec, seed, fold) for seed in seeds for fold in suite.folds for spec in specs]
+        ordered = sorted(specs, key=lambda spec: bool(reusable_entries(ARCHITECTURES.get(spec.name), spec.config)))
+        jobs = [(spec, seed, fold) for seed in seeds for fold in suite.folds for spec in ordered]  # parts first
         for spec, seed, fold in jobs:
             manifest["jobs"].setdefault(
                 job_id(spec.label, seed, fold),
@@ -149,6 +150,7 @@ def _run_jobs(store: ResultsStore, suite: Suite, data: dict, jobs: list, device:
     for spec, seed, fold in tqdm(todo, desc=f"suite {suite.name}", unit="job"):
         picks_session = f"{session}-s{seed}-{fold}" if write_picks else None
         job = _job_spec(store, suite, data, spec, (seed, fold), device, manifest["repeats"], picks_session)
+        job = replace(job, reuse=_reusable_models(store, suite, spec, seed, fold))
         if _recovered(store, job):
             echo(f"recovered: {job.key} had finished before the last run stopped; its result is kept")
             continue
@@ -157,6 +159,31 @@ def _run_jobs(store: ResultsStore, suite: Suite, data: dict, jobs: list, device:
             failures[job.key] = error
             echo(f"failed: {spec.label} seed {seed} fold {fold}: {error}")
     return failures
+
+
+def _reusable_models(store: ResultsStore, suite: Suite, spec: ArchitectureSpec, seed: int, fold: str) -> list[dict]:
+    """The saved models of the suite's entries equal (name, config, epoch bound) to the parts `spec` trains, from
+    the jobs of the same seed and fold that succeeded; a part without one is trained by the job itself."""
+    entries = reusable_entries(ARCHITECTURES.get(spec.name), spec.config)
+    reuse, resources = [], store.table("resources") if entries else None
+    for index, entry in enumerate(entries):
+        for other in suite.architectures:
+            same = (other.name, other.config, suite.budget_for(other).epochs) == (
+                entry["name"],
+                entry.get("config") or {},
+                entry.get("epochs") or suite.budget.epochs,
+            )
+            key = job_id(other.label, seed, fold)
+            folder = store.job_dir(key) / "model"
+            if other is spec or not same or store.manifest["jobs"].get(key, {}).get("status") != "ok":
+                continue
+            row = resources[(resources["architecture"] == other.label) & (resources["seed"] == seed)]
+            row = row[row["fold"] == fold]
+            if folder.is_dir() and len(row):
+                seconds = float(row["train_seconds"].iloc[0])
+                reuse.append({"index": index, "label": other.label, "folder": str(folder), "train_seconds": seconds})
+                break
+    return reuse
 
 
 def _new_manifest(suite: Suite, data: dict, device: str, seeds: list[int], command: str) -> dict:
@@ -272,7 +299,8 @@ def _run_job(store: ResultsStore, suite: Suite, job: JobSpec) -> str | None:
     for stale in ("result.json", "traceback.txt", PHASE):
         (folder / stale).unlink(missing_ok=True)
     job.save(folder / "job.json")
-    budget = suite.budget_for(ArchitectureSpec(**job.architecture))
+    spec = ArchitectureSpec(**job.architecture)
+    budget = job_budget(suite, spec, ARCHITECTURES.get(spec.name), len(job.reuse))
     process = None
     try:
         process = subprocess.Popen(

@@ -20,10 +20,11 @@ def bench(*args) -> object:
 
 
 def bench_process(*args, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the installed console script, as a user would."""
-    return subprocess.run(
-        [BENCH, *map(str, args)], capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
-    )
+    """Run the installed console script, as a user would; a PYTHONPATH in `env` goes before the caller's."""
+    env = {**os.environ, **(env or {})}
+    if os.environ.get("PYTHONPATH") and env["PYTHONPATH"] != os.environ["PYTHONPATH"]:
+        env["PYTHONPATH"] += os.pathsep + os.environ["PYTHONPATH"]
+    return subprocess.run([BENCH, *map(str, args)], capture_output=True, text=True, check=False, env=env)
 
 
 def assert_one_line_error(result, *fragments: str, alone: bool = False) -> None:
