@@ -19,35 +19,23 @@ them, a constant factor Adam does not see.
 
 Picks: one per connected component of each class in the argmax segmentation that holds at least
 `min_size_fraction` of the target sphere's volume; the score is the component's mean class probability (its size
-or maximum ranked no better on the demo data).
+or maximum ranked no better on the demo data). Training (Adam on class-balanced sphere-target patches), the tiled
+sliding-window inference, the picks and the saved weights are the 3D segmenters' shared `PatchSegmenter`'s
+(`architectures.parts.segmenter`); this module gives it DeepFindET's network, loss and defaults.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import partial
 from itertools import pairwise
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 from monai.losses import TverskyLoss
 from monai.networks.blocks import Convolution
 from torch import nn
 
-from architectures.parts.volumes import (
-    PatchSampler,
-    SlidingWindow,
-    class_count,
-    min_component_sizes,
-    picks_from_segmentation,
-    segment,
-)
-from benchmark.data import Tomogram
-from benchmark.errors import BenchError
-from benchmark.interface import Architecture, Budget, Sample, Tracker
+from architectures.parts.segmenter import PatchSegmenter
 from benchmark.registry import register
 
 DEFAULTS = {
@@ -72,8 +60,6 @@ DEFAULTS = {
     "min_size_fraction": 0.2,  # smallest component kept, x the target sphere's volume
     "pretrained": None,  # path of a saved state dict to start from
 }
-WEIGHTS = "network.pt"
-CONFIG = "config.json"
 
 
 class ResidualBlock(nn.Module):
@@ -148,116 +134,26 @@ class ResidualUNet(nn.Module):
 
 
 @register("deepfindet")
-class DeepFindET(Architecture):
+class DeepFindET(PatchSegmenter):
     """DeepFindET's residual U-Net on sphere targets, class-balanced patches, tiled sliding-window inference."""
 
-    kind = "3d-segmenter"
     defaults = DEFAULTS
+    memory_format = torch.channels_last_3d
 
-    def __init__(self, config, particles, device, seed):
-        super().__init__(config, particles, device, seed)
-        self._check_sizes()
-        self.network = self._build()
-        if self.config["pretrained"]:
-            self.network.load_state_dict(torch.load(self.config["pretrained"], map_location=device, weights_only=True))
-
-    def fit(self, train: Sequence[Sample], val: Sequence[Sample], budget: Budget, tracker: Tracker) -> None:
-        """Adam on the Tversky loss, `steps_per_epoch` batches of augmented class-balanced patches per epoch."""
+    def network_for(self, classes: int) -> ResidualUNet:
+        """DeepFindET's residual U-Net of the config."""
         c = self.config
-        sampler = PatchSampler.from_samples(
-            train,
-            self.particles,
-            c["target_radius_fraction"],
-            size=c["patch_size"],
-            particle_share=c["particle_share"],
-            jitter=c["jitter"],
-            seed=self.seed,
+        return ResidualUNet(
+            classes, c["filters"], c["bottleneck_blocks"], c["negative_slope"], c["batch_norm_momentum"]
         )
-        loss_function = tversky_loss(c)
-        optimiser = torch.optim.Adam(self.network.parameters(), lr=c["lr"])
-        self.network.train()
-        unit = "x".join(map(str, [c["patch_size"]] * 3)) + " patches"
-        for _ in tracker.epochs(samples=c["steps_per_epoch"] * c["batch_size"], unit=unit):
-            losses = []
-            for _ in range(c["steps_per_epoch"]):
-                if tracker.exhausted():  # an epoch longer than the minutes left ends early
-                    break
-                images, targets = sampler.batch(c["batch_size"])
-                losses.append(self.training_step(images, targets, optimiser, loss_function))
-            tracker.log(loss=float(np.mean(losses)) if losses else float("nan"))
-        self.network.eval()
 
-    def training_step(
-        self, images: np.ndarray, targets: np.ndarray, optimiser: torch.optim.Optimizer, loss_function: nn.Module
-    ) -> float:
-        """One optimisation step on a batch of images (n, 1, *patch) and class targets; returns the loss."""
-        images, targets = (torch.from_numpy(a).to(self.device) for a in (images, targets))
-        optimiser.zero_grad(set_to_none=True)
-        loss = loss_function(self.network(images.to(memory_format=torch.channels_last_3d)), targets)
-        loss.backward()
-        optimiser.step()
-        return loss.item()
+    def loss_function(self) -> TverskyLoss:
+        """DeepFindET's Tversky loss of the config."""
+        return tversky_loss(self.config)
 
-    def predict(self, tomogram: Tomogram) -> pd.DataFrame:
-        """One pick per large-enough connected component of each class in the tiled argmax segmentation."""
-        c = self.config
-        self.network.eval()
-        with torch.inference_mode():
-            labels, probability = segment(tomogram, self._probabilities, self._window(), self.device)
-        sizes = min_component_sizes(
-            self.particles, tomogram.voxel_size, c["target_radius_fraction"], c["min_size_fraction"]
-        )
-        return picks_from_segmentation(labels, probability, self.particles, tomogram.voxel_size, sizes)
-
-    def save(self, directory: Path) -> None:
-        """Write the network weights and the config."""
-        directory.mkdir(parents=True, exist_ok=True)
-        torch.save(self.network.state_dict(), directory / WEIGHTS)
-        (directory / CONFIG).write_text(json.dumps(self.config, indent=2))
-
-    def load(self, directory: Path) -> None:
-        """Rebuild the network from the saved config and restore its weights."""
-        self.config = json.loads((directory / CONFIG).read_text())
-        self.network = self._build()
-        self.network.load_state_dict(torch.load(directory / WEIGHTS, map_location=self.device, weights_only=True))
-
-    def _check_sizes(self) -> None:
-        """Patches and windows must halve cleanly at every pooling; a tile must hold a window."""
-        factor = 2 ** (len(self.config["filters"]) - 1)
-        roi, tile = _triple(self.config["roi_size"]), _triple(self.config["tile_size"])
-        sizes = [self.config["patch_size"], *roi]
-        if any(size % factor for size in sizes):
-            raise BenchError(
-                f"deepfindet: patch_size and roi_size must be multiples of {factor} with "
-                f"{len(self.config['filters'])} filter levels; got {sizes}"
-            )
-        if any(t < r for t, r in zip(tile, roi, strict=True)):
-            raise BenchError(f"deepfindet: tile_size {list(tile)} must be at least roi_size {list(roi)} on every axis")
-
-    def _build(self) -> ResidualUNet:
-        """The network in evaluation mode on the device, its weights drawn from the architecture's seed."""
-        c = self.config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            network = ResidualUNet(
-                class_count(self.particles),
-                c["filters"],
-                c["bottleneck_blocks"],
-                c["negative_slope"],
-                c["batch_norm_momentum"],
-            )
-        return network.to(self.device, memory_format=torch.channels_last_3d).eval()
-
-    def _probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """Class probabilities of a batch of image windows."""
-        return torch.softmax(self.network(images.to(memory_format=torch.channels_last_3d)), dim=1)
-
-    def _window(self) -> SlidingWindow:
-        """The sliding-window settings of the config."""
-        c = self.config
-        return SlidingWindow(
-            _triple(c["roi_size"]), c["overlap"], c["sw_batch_size"], c["mode"], _triple(c["tile_size"])
-        )
+    def downsampling(self) -> int:
+        """One halving per max pooling, between every two filter levels."""
+        return 2 ** (len(self.config["filters"]) - 1)
 
 
 def tversky_loss(config: dict) -> TverskyLoss:
@@ -275,8 +171,3 @@ def tversky_loss(config: dict) -> TverskyLoss:
         smooth_nr=0.0,
         smooth_dr=1e-3,
     )
-
-
-def _triple(value: int | Sequence[int]) -> tuple[int, int, int]:
-    """A (z, y, x) size from an int or a list of three."""
-    return (value,) * 3 if isinstance(value, int) else tuple(value)
