@@ -31,7 +31,7 @@ from torchvision.models.detection.backbone_utils import mobilenet_backbone
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from architectures.parts.merge import clusters_to_picks, merge_detections
+from architectures.parts.merge import SliceBoxes, detect_slices, picks_from_detections
 from architectures.parts.slices import SliceSpec, augment_slice, box_targets, normalised_volume, slice_images
 from architectures.parts.volumes import class_count
 from benchmark.data import Tomogram
@@ -116,23 +116,16 @@ class FasterRCNNSlices(Architecture):
         c = self.config
         volume = normalised_volume(tomogram, self.spec)
         network = self._network_for(volume.shape[1:])
-        found = []
+
+        def detect(images: np.ndarray) -> list[SliceBoxes]:
+            outputs = network(list(torch.from_numpy(images).to(self.device)))
+            return [tuple(o[key].cpu().numpy() for key in ("boxes", "labels", "scores")) for o in outputs]
+
         with torch.inference_mode():
-            for start in range(0, volume.shape[0], c["predict_batch"]):
-                z = np.arange(start, min(start + c["predict_batch"], volume.shape[0]))
-                images = torch.from_numpy(slice_images(volume, z, self.spec)).to(self.device)
-                for index, output in zip(z, network(list(images)), strict=True):
-                    found.append(_detections(output, index, self.particles))
-        detections = pd.concat(found, ignore_index=True)
-        voxel = tomogram.level_voxel_size(self.spec.level)
-        radii = {p.name: p.radius / voxel for p in self.particles}
-        clusters = merge_detections(
-            detections,
-            reach_xy={name: c["merge_xy"] * r for name, r in radii.items()},
-            reach_z=c["merge_z"],
-            expected_slices={name: 2 * c["z_fraction"] * r + 1 for name, r in radii.items()},
+            detections = detect_slices(volume, self.spec, c["predict_batch"], detect, self.particles)
+        return picks_from_detections(
+            detections, tomogram, self.particles, self.spec.level, c["merge_xy"], c["merge_z"], c["z_fraction"]
         )
-        return clusters_to_picks(clusters, tomogram, self.spec.level)
 
     def save(self, directory: Path) -> None:
         """Write the detector's weights and the config with the slice statistics and size it was trained on."""
@@ -273,20 +266,3 @@ class SliceSampler:
                 }
             )
         return images, targets
-
-
-def _detections(output: dict[str, torch.Tensor], z: int, particles) -> pd.DataFrame:
-    """One slice's detections as (particle_type, z, y, x voxel indices of the box centre, score)."""
-    boxes = output["boxes"].cpu().numpy()
-    names = {p.label: p.name for p in particles}
-    labels = [names.get(int(label)) for label in output["labels"].cpu().numpy()]
-    frame = pd.DataFrame(
-        {
-            "particle_type": labels,
-            "z": float(z),
-            "y": (boxes[:, 1] + boxes[:, 3]) / 2 - 0.5,  # box edges to the voxel index of the centre
-            "x": (boxes[:, 0] + boxes[:, 2]) / 2 - 0.5,
-            "score": output["scores"].cpu().numpy(),
-        }
-    )
-    return frame.dropna(subset=["particle_type"])
