@@ -305,6 +305,7 @@ def _training_columns(tracker: Tracker, reused_seconds: float = 0.0) -> dict[str
         "epoch_seconds_median": float(np.median(epochs)) if len(epochs) else None,
         "epoch_seconds_iqr": _iqr(epochs),
         "train_seconds": tracker.train_seconds + reused_seconds,
+        "reused_train_seconds": reused_seconds,
     }
 
 
@@ -363,7 +364,8 @@ def _result(job: JobSpec, folder: Path) -> dict:
         return {"status": "failed", "error": f"{type(err).__name__}: {first_line}".rstrip(": ")}
     resources = result["resources"]
     seconds = time.time() - psutil.Process().create_time()  # the whole process: start, imports, work, writes
-    work = resources["train_seconds"] + resources["predict_seconds"] + resources["score_seconds"]
+    fit = resources["train_seconds"] - resources["reused_train_seconds"]  # this process's own fit
+    work = fit + resources["predict_seconds"] + resources["score_seconds"]
     result["resources"] = {**resources, "job_seconds": seconds, "overhead_seconds": seconds - work}
     return result
 

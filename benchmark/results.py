@@ -24,7 +24,7 @@ TABLES = {
     "scores": [*JOB, "split", "particle_type", "precision", "recall", "f1", "f4", "tp", "fp", "fn"],
     "resources": [
         *JOB, "device", "minutes", "epoch_bound", "epochs", "stopped_by", "epoch_samples", "epoch_unit",
-        "epoch_seconds_median", "epoch_seconds_iqr", "train_seconds", "members",
+        "epoch_seconds_median", "epoch_seconds_iqr", "train_seconds", "members", "reused_train_seconds",
         *MEMORY, "memory_kind", "nvml_status", *(f"infer_{column}" for column in MEMORY),
         "timed_split", "repeats", "infer_read_seconds", "infer_model_seconds", "infer_postprocess_seconds",
         "infer_seconds_per_tomogram", "infer_seconds_per_tomogram_iqr", "infer_seconds_per_slice",
@@ -35,7 +35,7 @@ TABLES = {
                 "total_seconds"],
 }  # fmt: skip
 #: columns added after results were first committed: a stored table without them reads them as empty
-ADDED = {"resources": ["members"]}
+ADDED = {"resources": ["members", "reused_train_seconds"]}
 
 
 def utc_now() -> str:

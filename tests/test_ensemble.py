@@ -128,7 +128,10 @@ def test_members_equal_to_suite_entries_are_reused_never_trained_twice(plugin_pa
     assert resources.loc[("vote", 0), "members"].startswith("test-counting: reused test-counting (")
     assert resources.loc[("vote", 0), "members"].count("reused") == 3
     assert resources.loc[("vote-own", 1), "members"].startswith("test-counting: trained here; example-smooth")
-    assert resources.loc[("vote", 1), "train_seconds"] >= resources.loc[("matched-filter", 1), "train_seconds"]
+    vote = resources.loc[("vote", 1)]
+    parts = sum(resources.loc[(label, 1), "train_seconds"] for label in ("matched-filter", "example-smooth-minima"))
+    assert vote["train_seconds"] >= vote["reused_train_seconds"] >= parts  # the parts' training counts
+    assert vote["reused_train_seconds"] > 0 and vote["overhead_seconds"] > 0  # the job's own fit, not the parts'
     assert {job["status"] for job in store.manifest["jobs"].values()} == {"ok"}
     scores = store.table("scores")
     assert {"vote", "vote-own"} <= set(scores["architecture"])
