@@ -80,16 +80,6 @@ def test_config_overrides_reach_the_network():
     assert network.head.conv.out_channels == 7
 
 
-def test_the_seed_fixes_the_initial_weights_and_pretrained_weights_are_loaded(tmp_path):
-    config = {"filters": [4, 6, 8]}
-    first, same, other = (DeepFindET(config, PARTICLES, "cpu", seed).network.state_dict() for seed in (1, 1, 2))
-    assert all(torch.equal(first[k], same[k]) for k in first)
-    assert not all(torch.equal(first[k], other[k]) for k in first)
-    torch.save(other, tmp_path / "weights.pt")
-    loaded = DeepFindET({**config, "pretrained": str(tmp_path / "weights.pt")}, PARTICLES, "cpu", 1).network
-    assert all(torch.equal(loaded.state_dict()[k], other[k]) for k in other)
-
-
 def test_patch_and_window_sizes_must_survive_the_poolings_and_fit_a_tile():
     with pytest.raises(BenchError, match="multiples of 4"):
         DeepFindET({"patch_size": 30}, PARTICLES, "cpu", 0)

@@ -9,6 +9,7 @@ from monai.networks.blocks import ResidualUnit
 from monai.networks.nets import UNet
 from torch import nn
 
+from architectures.deepfindet import DeepFindET
 from architectures.unet3d import DEFAULTS, UNet3D
 from benchmark.data import Project
 from benchmark.errors import BenchError
@@ -70,12 +71,14 @@ def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch():
     assert losses[-1] < losses[0] - 0.1, losses
 
 
-def test_the_seed_fixes_the_initial_weights_and_pretrained_weights_are_loaded(tmp_path):
-    first, same, other = (UNet3D(TINY, PARTICLES, "cpu", seed).network.state_dict() for seed in (1, 1, 2))
+@pytest.mark.parametrize(("factory", "config"), [(UNet3D, TINY), (DeepFindET, {"filters": [4, 6, 8]})])
+def test_the_seed_fixes_the_initial_weights_and_pretrained_weights_are_loaded(tmp_path, factory, config):
+    """Both segmenters, through their shared PatchSegmenter body."""
+    first, same, other = (factory(config, PARTICLES, "cpu", seed).network.state_dict() for seed in (1, 1, 2))
     assert all(torch.equal(first[k], same[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
     torch.save(other, tmp_path / "weights.pt")
-    loaded = UNet3D({**TINY, "pretrained": str(tmp_path / "weights.pt")}, PARTICLES, "cpu", 1).network
+    loaded = factory({**config, "pretrained": str(tmp_path / "weights.pt")}, PARTICLES, "cpu", 1).network
     assert all(torch.equal(loaded.state_dict()[k], other[k]) for k in other)
 
 
