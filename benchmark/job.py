@@ -29,7 +29,7 @@ from benchmark.environment import job_environment
 from benchmark.errors import BenchError
 from benchmark.files import inside, write_csv, write_json
 from benchmark.interface import Architecture, Budget, Sample, SavedModel, Tracker, check_predictions
-from benchmark.postprocessing import apply_steps
+from benchmark.postprocessing import Pipeline, StepData
 from benchmark.registry import ARCHITECTURES
 from benchmark.submission import write_submission
 from benchmark.suite import ArchitectureSpec, DataSpec, Suite, load_suite
@@ -119,8 +119,8 @@ def build(spec: ArchitectureSpec, project: Project, device: str, seed: int) -> A
 def predict_picks(
     model: Architecture, spec: ArchitectureSpec, sample: Sample, project: Project, sync: Callable[[], None]
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Checked, post-processed candidate picks of one tomogram, tagged with its run, and the seconds spent reading
-    it, in the model (predict less its reads), in checks and post-processing, and in all."""
+    """Checked candidate picks of one tomogram, tagged with its run, and the seconds spent reading it, in the model
+    (predict less its reads), in the checks, and in all; the suite's steps are applied (and timed) afterwards."""
     clock = sample.tomogram.reads
     clock.seconds = 0.0
     sync()
@@ -128,8 +128,7 @@ def predict_picks(
     raw = model.predict(sample.tomogram)
     sync()
     predicted = time.perf_counter()
-    picks = check_predictions(raw, spec.label, sample.tomogram, project.particles)
-    picks = apply_steps(picks, spec.postprocess, sample.tomogram, project.particles).assign(experiment=sample.run)
+    picks = check_predictions(raw, spec.label, sample.tomogram, project.particles).assign(experiment=sample.run)
     done = time.perf_counter()
     seconds = {
         "read_seconds": clock.seconds,
@@ -138,6 +137,38 @@ def predict_picks(
         "total_seconds": done - started,
     }
     return picks, seconds
+
+
+@dataclass
+class Processed:
+    """Candidates after a list of post-processing steps: per split, with the seconds the fit took, the seconds per
+    tomogram the steps took, and what each step's fit chose."""
+
+    candidates: dict[str, pd.DataFrame]
+    fit_seconds: float
+    seconds: dict[str, float]  # run -> seconds
+    fitted: list[dict]
+
+
+def post_process(
+    steps: list[dict], candidates: dict[str, pd.DataFrame], samples: dict[str, list[Sample]], project: Project
+) -> Processed:
+    """Fit the steps (train runs, val candidates), then apply them to every split's candidates, tomogram by tomogram,
+    timed."""
+    pipeline = Pipeline.build(steps, project.particles)
+    started = time.perf_counter()
+    pipeline.fit(StepData(samples["train"], samples["val"], candidates["val"]))
+    fit_seconds = time.perf_counter() - started
+    processed, seconds = {}, {}
+    for split, found in candidates.items():
+        parts = []
+        for sample in samples[split]:
+            started = time.perf_counter()
+            mine = found[found["experiment"] == sample.run].reset_index(drop=True)
+            parts.append(pipeline(mine, sample.tomogram).assign(experiment=sample.run))
+            seconds[sample.run] = time.perf_counter() - started
+        processed[split] = pd.concat(parts, ignore_index=True)
+    return Processed(processed, fit_seconds, seconds, [step.fitted() for step in pipeline.steps])
 
 
 def mark_phase(folder: Path, phase: str) -> None:
@@ -173,11 +204,16 @@ def run_job(job: JobSpec) -> dict:
     predict_seconds = time.perf_counter() - started
     mark_phase(folder, "score")
     started = time.perf_counter()
-    thresholds = tune_thresholds(_truth(samples["val"]), candidates["val"], project.particles)
-    picks = {name: apply_thresholds(found, thresholds) for name, found in candidates.items()}
-    scores = [row for name in picks for row in _score(name, picks[name], samples[name], project)]
+    base = post_process(spec.postprocess, candidates, samples, project)
+    latency = _with_steps(latency, base.seconds)
+    variants = {v["name"]: post_process(v["steps"], base.candidates, samples, project) for v in spec.ablation}
+    postprocess_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    thresholds, picks, scores = _evaluate(base.candidates, samples, project)
+    ablation = [_variant(spec, variant, variants[variant["name"]], base, samples, project, suite.evaluate)
+                for variant in spec.ablation]  # fmt: skip
     score_seconds = time.perf_counter() - started
-    _write_predictions(candidates, picks, samples, project, spec, job)
+    _write_predictions(base.candidates, picks, samples, project, spec, job)
     return {
         "status": "ok",
         "scores": scores,
@@ -191,13 +227,63 @@ def run_job(job: JobSpec) -> dict:
             "timed_split": suite.evaluate,
             "repeats": job.repeats,
             "predict_seconds": predict_seconds,
+            "postprocess_seconds": postprocess_seconds,
             "score_seconds": score_seconds,
         },
         "thresholds": thresholds.rename(columns={"f4": "val_f4"}).to_dict("records"),
+        "variants": ablation,
         "latency": latency.to_dict("records"),
         "epoch_logs": tracker.logs,
         "environment": job_environment(job.device),
     }
+
+
+def _evaluate(
+    candidates: dict[str, pd.DataFrame], samples: dict[str, list[Sample]], project: Project
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], list[dict]]:
+    """Thresholds tuned on val, the thresholded picks of every split, and their score rows."""
+    thresholds = tune_thresholds(_truth(samples["val"]), candidates["val"], project.particles)
+    picks = {name: apply_thresholds(found, thresholds) for name, found in candidates.items()}
+    scores = [row for name in picks for row in _score(name, picks[name], samples[name], project)]
+    return thresholds, picks, scores
+
+
+def _variant(
+    spec: ArchitectureSpec,
+    variant: dict,
+    processed: Processed,
+    base: Processed,
+    samples: dict[str, list[Sample]],
+    project: Project,
+    evaluated: str,
+) -> dict:
+    """One ablation variant's rows: scores and thresholds under the label `<label>+<name>`, and its ablation row
+    (steps, what they fitted, their extra seconds, and the evaluated split's candidates before and after)."""
+    thresholds, _, scores = _evaluate(processed.candidates, samples, project)
+    runs = [sample.run for sample in samples[evaluated]]
+    return {
+        "label": f"{spec.label}+{variant['name']}",
+        "scores": scores,
+        "thresholds": thresholds.rename(columns={"f4": "val_f4"}).to_dict("records"),
+        "ablation": {
+            "base": spec.label,
+            "variant": variant["name"],
+            "steps": json.dumps(variant["steps"]),
+            "fitted": json.dumps(processed.fitted),
+            "fit_seconds": processed.fit_seconds,
+            "postprocess_seconds": float(np.median([processed.seconds[run] for run in runs])),
+            "candidates_before": len(base.candidates[evaluated]),
+            "candidates_after": len(processed.candidates[evaluated]),
+        },
+    }
+
+
+def _with_steps(latency: pd.DataFrame, seconds: dict[str, float]) -> pd.DataFrame:
+    """The latency rows with each run's post-processing seconds (timed once per tomogram) added to every repeat."""
+    extra = latency["run"].map(seconds).fillna(0.0)
+    return latency.assign(
+        postprocess_seconds=latency["postprocess_seconds"] + extra, total_seconds=latency["total_seconds"] + extra
+    )
 
 
 def _truth(samples: list[Sample]) -> pd.DataFrame:
@@ -365,7 +451,7 @@ def _result(job: JobSpec, folder: Path) -> dict:
     resources = result["resources"]
     seconds = time.time() - psutil.Process().create_time()  # the whole process: start, imports, work, writes
     fit = resources["train_seconds"] - resources["reused_train_seconds"]  # this process's own fit
-    work = fit + resources["predict_seconds"] + resources["score_seconds"]
+    work = fit + resources["predict_seconds"] + resources["postprocess_seconds"] + resources["score_seconds"]
     result["resources"] = {**resources, "job_seconds": seconds, "overhead_seconds": seconds - work}
     return result
 

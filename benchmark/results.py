@@ -28,14 +28,18 @@ TABLES = {
         *MEMORY, "memory_kind", "nvml_status", *(f"infer_{column}" for column in MEMORY),
         "timed_split", "repeats", "infer_read_seconds", "infer_model_seconds", "infer_postprocess_seconds",
         "infer_seconds_per_tomogram", "infer_seconds_per_tomogram_iqr", "infer_seconds_per_slice",
-        "infer_seconds_per_slice_iqr", "job_seconds", "predict_seconds", "score_seconds", "overhead_seconds",
+        "infer_seconds_per_slice_iqr", "job_seconds", "predict_seconds", "postprocess_seconds", "score_seconds",
+        "overhead_seconds",
     ],
     "thresholds": [*JOB, "particle_type", "threshold", "val_f4", "references"],
+    # one row per ablation variant; "architecture" holds `<label>+<variant>`, "base" the entry's label
+    "ablation": [*JOB, "base", "variant", "steps", "fitted", "fit_seconds", "postprocess_seconds",
+                 "candidates_before", "candidates_after"],
     "latency": [*JOB, "run", "repeat", "z_slices", "read_seconds", "model_seconds", "postprocess_seconds",
                 "total_seconds"],
 }  # fmt: skip
 #: columns added after results were first committed: a stored table without them reads them as empty
-ADDED = {"resources": ["members", "reused_train_seconds"]}
+ADDED = {"resources": ["members", "reused_train_seconds", "postprocess_seconds"]}
 
 
 def utc_now() -> str:
@@ -49,7 +53,8 @@ def job_id(label: str, seed: int, fold: str) -> str:
 
 
 class ResultsStore:
-    """One results folder: manifest.json, scores.csv, resources.csv, thresholds.csv, predictions/, jobs/."""
+    """One results folder: manifest.json, scores.csv, resources.csv, thresholds.csv, ablation.csv, latency.csv,
+    predictions/, jobs/."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)

@@ -22,6 +22,7 @@ from benchmark.environment import environment
 from benchmark.errors import BenchError, Interrupted
 from benchmark.interface import Architecture, Budget
 from benchmark.job import PHASE, JobSpec, job_budget, load_samples, reusable_entries
+from benchmark.postprocessing import Pipeline
 from benchmark.registry import ARCHITECTURES, POSTPROCESSING
 from benchmark.results import RESULTS_ROOT, ResultsStore, job_id, utc_now
 from benchmark.suite import ArchitectureSpec, Suite
@@ -73,13 +74,23 @@ def check_plugins(specs: list[ArchitectureSpec]) -> None:
                 factory.check_config(spec.config)
             except BenchError as err:
                 raise BenchError(f"suite entry '{spec.label}': {err}") from None
-        for step in spec.postprocess:
+        for step in [*spec.postprocess, *(step for variant in spec.ablation for step in variant["steps"])]:
             POSTPROCESSING.get(step["step"])
 
 
 def preflight(project: Project, suite: Suite) -> None:
-    """Before anything runs: every run of the suite has ground truth and a tomogram whose every pyramid level reads
-    clean (all chunks present, decodable and finite), checked chunk by chunk so no volume is held whole."""
+    """Before anything runs: every post-processing step takes its parameters, and every run of the suite has ground
+    truth and a tomogram whose every pyramid level reads clean (all chunks present, decodable and finite), checked
+    chunk by chunk so no volume is held whole."""
+    for spec in suite.architectures:
+        for what, steps in [
+            ("postprocess", spec.postprocess),
+            *((f"ablation variant '{v['name']}'", v["steps"]) for v in spec.ablation),
+        ]:
+            try:
+                Pipeline.build(steps, project.particles)
+            except BenchError as err:
+                raise BenchError(f"suite entry '{spec.label}', {what}: {err}") from None
     runs = sorted({run for split in suite.folds.values() for run in split.runs()})
     for run in tqdm(runs, desc="checking tomograms", unit="run", leave=False):
         project.require_ground_truth(run, suite.data.user_id, suite.data.session_id)
@@ -351,6 +362,11 @@ def _store(store: ResultsStore, job: JobSpec, result: dict) -> None:
             for table in ("scores", "resources", "thresholds", "latency"):
                 rows = result[table] if isinstance(result[table], list) else [result[table]]
                 store.replace_rows(table, key, rows)
+            for variant in result.get("variants", []):
+                variant_key = {**key, "architecture": variant["label"]}
+                for table in ("scores", "thresholds"):
+                    store.replace_rows(table, variant_key, variant[table])
+                store.replace_rows("ablation", variant_key, [variant["ablation"]])
         except BenchError as err:
             store.update_job(job.key, status="failed", error=f"finished, but its rows were not stored: {err}")
             raise

@@ -62,14 +62,16 @@ class Split:
 
 @dataclass(frozen=True)
 class ArchitectureSpec:
-    """One architecture of a suite: its registered name, the label that keys its results, config, epoch bound and
-    post-processing steps."""
+    """One architecture of a suite: its registered name, the label that keys its results, config, epoch bound,
+    post-processing steps and ablation variants (each {"name", "steps"}: more steps applied to the same candidates,
+    scored as `<label>+<name>`)."""
 
     name: str
     config: dict[str, Any] = field(default_factory=dict)
     postprocess: list[dict[str, Any]] = field(default_factory=list)
     label: str = ""
     epochs: int | None = None
+    ablation: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -220,14 +222,32 @@ def _architecture(entry: Any, path: Path, index: int) -> ArchitectureSpec:
         config=reader.get("config", dict, {}),
         postprocess=reader.get("postprocess", list, []),
         epochs=reader.positive("epochs", None),
-    )
+        ablation=[_variant(entry, path, f"architectures[{index}].ablation[{i}].") for i, entry in
+                  enumerate(reader.get("ablation", list, []))],
+    )  # fmt: skip
     reader.refuse_unknown()
-    for step in spec.postprocess:
-        if not isinstance(step, dict) or "step" not in step:
-            raise BenchError(
-                f"suite file {path}: each postprocess entry of '{spec.label}' needs a 'step' name; see {EXAMPLE}"
-            )
+    _check_steps(spec.postprocess, path, f"postprocess entry of '{spec.label}'")
+    names = [variant["name"] for variant in spec.ablation]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise BenchError(f"suite file {path}: '{spec.label}' lists ablation variant '{twice[0]}' twice; rename one")
     return spec
+
+
+def _variant(entry: Any, path: Path, prefix: str) -> dict[str, Any]:
+    """One ablation variant: a name and the steps it adds after the entry's own."""
+    reader = _Fields(entry, path, prefix)
+    variant = {"name": reader.name("name"), "steps": reader.get("steps", list)}
+    reader.refuse_unknown()
+    _check_steps(variant["steps"], path, f"step of ablation variant '{variant['name']}'")
+    return variant
+
+
+def _check_steps(steps: list, path: Path, what: str) -> None:
+    """Every step is a mapping with a 'step' name."""
+    for step in steps:
+        if not isinstance(step, dict) or "step" not in step:
+            raise BenchError(f"suite file {path}: each {what} needs a 'step' name; see {EXAMPLE}")
 
 
 _MISSING = object()

@@ -1,0 +1,118 @@
+"""Intensity-based validation: drop candidates whose local density contrast is implausible for their type."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from benchmark.coords import XYZ, angstrom_to_voxel
+from benchmark.data import Tomogram
+from benchmark.errors import BenchError
+from benchmark.particles import ParticleTable
+from benchmark.postprocessing import Step, StepData, apply_by_run
+from benchmark.registry import register_postprocess
+
+MIN_REFERENCES = 5  # a type with fewer train references keeps every candidate: too few to tell plausible
+CHUNK = 64  # candidates gathered at once (bounds the index arrays)
+
+
+@register_postprocess("intensity-validation")
+class IntensityValidation(Step):
+    """Contrast = mean density inside the particle's radius minus the mean of a shell out to `shell` x radius, in
+    units of the tomogram's standard deviation, read at pyramid `level`. Per type, the plausible range is the train
+    references' contrasts between the `quantiles`, widened by `margin` x their standard deviation; a list of margins
+    is tuned on the val candidates (the best val score, ties to the widest)."""
+
+    def __init__(
+        self,
+        particles: ParticleTable,
+        level: int = 0,
+        shell: float = 1.5,
+        quantiles: Sequence[float] = (0.02, 0.98),
+        margin: float | Sequence[float] = 0.0,
+        types: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(particles)
+        if not (shell > 1 and 0 <= quantiles[0] < quantiles[1] <= 1):
+            raise BenchError(
+                f"intensity-validation needs shell > 1 and 0 <= quantiles[0] < quantiles[1] <= 1, not shell={shell}, "
+                f"quantiles={list(quantiles)}; fix the suite file"
+            )
+        self.level, self.shell, self.quantiles = level, shell, tuple(quantiles)
+        self.margins = sorted(margin if isinstance(margin, Sequence) else [margin], reverse=True)
+        self.types = list(types) if types is not None else particles.names
+        particles.check_names(self.types, "intensity-validation 'types'")
+        self.ranges: dict[str, tuple[float, float]] | None = None
+        self.spread: dict[str, float] = {}
+        self.margin = self.margins[0]
+
+    def fit(self, data: StepData) -> None:
+        """Per type, the train references' contrast quantiles and spread; then the margin with the best val score."""
+        found = pd.concat(
+            [sample.picks.assign(contrast=self.contrast(sample.picks, sample.tomogram)) for sample in data.train]
+        )
+        self.ranges = {}
+        for name, contrasts in found.groupby("particle_type")["contrast"]:
+            if name in self.types and len(contrasts) >= MIN_REFERENCES:
+                self.ranges[name] = tuple(np.quantile(contrasts, self.quantiles))
+                self.spread[name] = float(contrasts.std())
+        if len(self.margins) > 1:
+            scores = {}
+            for margin in self.margins:  # widest first: ties keep the widest
+                self.margin = margin
+                scores[margin] = data.val_score(apply_by_run(self, data.val_candidates, data.val), self.particles)
+            self.margin = max(scores, key=scores.get)
+
+    def fitted(self) -> dict:
+        """The ranges and the margin the fit chose."""
+        return {"margin": self.margin, "ranges": {k: [round(v, 3) for v in r] for k, r in (self.ranges or {}).items()}}
+
+    def __call__(self, picks: pd.DataFrame, tomogram: Tomogram) -> pd.DataFrame:
+        if self.ranges is None:
+            raise BenchError("intensity-validation must be fitted on train runs before it is applied")
+        contrast = self.contrast(picks, tomogram)
+        keep = np.ones(len(picks), dtype=bool)
+        for name, (low, high) in self.ranges.items():
+            mine = picks["particle_type"].to_numpy() == name
+            widen = self.margin * self.spread[name]
+            keep[mine] = (contrast[mine] >= low - widen) & (contrast[mine] <= high + widen)
+        return picks[keep].reset_index(drop=True)
+
+    def contrast(self, picks: pd.DataFrame, tomogram: Tomogram) -> np.ndarray:
+        """Each pick's inside-minus-shell mean density in standard deviations of the tomogram (read at `level`)."""
+        result = np.full(len(picks), np.nan)
+        if picks.empty:
+            return result
+        volume = tomogram.read(self.level)
+        volume = (volume - volume.mean()) / (volume.std() or 1.0)
+        centres = np.rint(angstrom_to_voxel(picks[XYZ].to_numpy(float), tomogram.voxel_size, self.level)).astype(int)
+        voxel = tomogram.level_voxel_size(self.level)
+        for particle in self.particles:
+            rows = np.flatnonzero(picks["particle_type"].to_numpy() == particle.name)
+            if len(rows):
+                result[rows] = _contrast(volume, centres[rows], particle.radius / voxel, self.shell)
+        return result
+
+
+def _contrast(volume: np.ndarray, centres: np.ndarray, radius: float, shell: float) -> np.ndarray:
+    """Mean of the ball of `radius` voxels minus the mean of the shell out to `shell` x radius, around each (z, y, x)
+    centre; voxels outside the volume do not count."""
+    reach = int(np.ceil(shell * radius))
+    grid = np.stack(np.meshgrid(*[np.arange(-reach, reach + 1)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    distance = np.linalg.norm(grid, axis=1)
+    inner, outer = distance <= radius, (distance > radius) & (distance <= shell * radius)
+    grid = grid[inner | outer]
+    inner = inner[inner | outer]
+    result = np.empty(len(centres))
+    for start in range(0, len(centres), CHUNK):
+        points = centres[start : start + CHUNK, None, :] + grid[None]
+        valid = np.all((points >= 0) & (points < np.asarray(volume.shape)), axis=2)
+        values = volume[tuple(np.clip(points, 0, np.asarray(volume.shape) - 1).transpose(2, 0, 1))]
+        values = np.where(valid, values, np.nan)
+        with np.errstate(invalid="ignore"):
+            result[start : start + CHUNK] = np.nanmean(np.where(inner, values, np.nan), axis=1) - np.nanmean(
+                np.where(~inner, values, np.nan), axis=1
+            )
+    return result
