@@ -210,10 +210,13 @@ def run_job(job: JobSpec) -> dict:
     postprocess_seconds = time.perf_counter() - started
     started = time.perf_counter()
     thresholds, picks, scores = _evaluate(base.candidates, samples, project)
-    ablation = [_variant(spec, variant, variants[variant["name"]], base, samples, project, suite.evaluate)
-                for variant in spec.ablation]  # fmt: skip
+    out = Path(job.predictions)
+    ablation = [
+        _variant(spec, v, variants[v["name"]], base, samples, project, suite.evaluate, out / "ablation" / v["name"])
+        for v in spec.ablation
+    ]
     score_seconds = time.perf_counter() - started
-    _write_predictions(base.candidates, picks, samples, project, spec, job)
+    _write_predictions(base.candidates, picks, samples, project, out, spec.label, job.session_id)
     return {
         "status": "ok",
         "scores": scores,
@@ -256,10 +259,13 @@ def _variant(
     samples: dict[str, list[Sample]],
     project: Project,
     evaluated: str,
+    out: Path,
 ) -> dict:
     """One ablation variant's rows: scores and thresholds under the label `<label>+<name>`, and its ablation row
-    (steps, what they fitted, their extra seconds, and the evaluated split's candidates before and after)."""
-    thresholds, _, scores = _evaluate(processed.candidates, samples, project)
+    (steps, what they fitted, their extra seconds, and the evaluated split's candidates before and after); its
+    predictions go to `out` (not to copick)."""
+    thresholds, picks, scores = _evaluate(processed.candidates, samples, project)
+    _write_predictions(processed.candidates, picks, samples, project, out, "", None)
     runs = [sample.run for sample in samples[evaluated]]
     return {
         "label": f"{spec.label}+{variant['name']}",
@@ -353,15 +359,15 @@ def _score(split: str, picks: pd.DataFrame, samples: list[Sample], project: Proj
     return [{"split": split, **row} for row in [*result.per_type.to_dict("records"), weighted]]
 
 
-def _write_predictions(candidates, picks, samples, project, spec: ArchitectureSpec, job: JobSpec) -> None:
-    """Per-run competition CSVs and copick picks of the thresholded picks; every scored candidate in one CSV."""
-    out = Path(job.predictions)
+def _write_predictions(candidates, picks, samples, project, out: Path, label: str, session_id: str | None) -> None:
+    """Per-run competition CSVs (and copick picks, given a session) of the thresholded picks; every scored candidate
+    in one CSV."""
     for name, kept in picks.items():
         for sample in samples[name]:
             mine = kept[kept["experiment"] == sample.run]
             write_submission(mine, inside(out, f"{sample.run}.csv"))
-            if job.session_id is not None:
-                project.write_picks(sample.run, mine, spec.label, job.session_id)
+            if session_id is not None:
+                project.write_picks(sample.run, mine, label, session_id)
     write_csv(out / "candidates.csv", pd.concat(candidates.values(), ignore_index=True))
 
 

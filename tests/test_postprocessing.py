@@ -1,4 +1,4 @@
-"""Post-processing steps, composed by name as suite files do."""
+"""Post-processing steps, composed by name as suite files do, on hand-made candidates and tomograms."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark.data import Tomogram
 from benchmark.errors import BenchError
+from benchmark.interface import Sample
 from benchmark.particles import ParticleTable
-from benchmark.postprocessing import apply_steps
+from benchmark.postprocessing import Pipeline, Step, StepData, apply_steps, build_step
+from benchmark.registry import register_postprocess
 
 PARTICLES = ParticleTable.czii()
 
@@ -78,3 +81,176 @@ def test_nms_equals_textbook_greedy_suppression(seed, across_types):
 
 def test_nms_of_no_picks_is_no_picks():
     assert apply_steps(table([]), [{"step": "nms"}], None, PARTICLES).empty
+
+
+# --- steps that can learn, and the study's three strategies ---------------------------------------------------------
+
+VOXEL = 10.0
+RIBOSOME, THYRO, APO = 150.0, 130.0, 60.0  # radii in Å
+
+
+def volume_tomogram(volume: np.ndarray, run: str = "TS") -> Tomogram:
+    """A hand-made single-level tomogram."""
+    return Tomogram(run, "denoised", VOXEL, (volume.astype(np.float32),))
+
+
+def empty_tomogram(shape=(40, 60, 60)) -> Tomogram:
+    return volume_tomogram(np.zeros(shape))
+
+
+def test_light_merge_replaces_close_candidates_of_a_type_by_their_score_weighted_mean():
+    picks = table(
+        [
+            ("ribosome", 100, 100, 100, 0.6),
+            ("ribosome", 160, 100, 100, 0.2),  # 60 Å < 0.5 x 150: merged with the first
+            ("ribosome", 220, 100, 100, 0.2),  # 60 Å from the second: linked through it
+            ("ribosome", 500, 100, 100, 0.9),  # far: alone
+            ("apo-ferritin", 100, 100, 100, 0.4),  # another type at the same spot: untouched
+        ]
+    )
+    merged = apply_steps(picks, [{"step": "light-merge", "distance": 0.5}], empty_tomogram(), PARTICLES)
+    assert len(merged) == 3
+    cluster = merged[(merged["particle_type"] == "ribosome") & (merged["score"] == 0.6)].iloc[0]
+    assert cluster["x"] == pytest.approx((100 * 0.6 + 160 * 0.2 + 220 * 0.2) / 1.0)
+    assert (cluster["y"], cluster["z"]) == (100, 100)
+    assert set(zip(merged["particle_type"], merged["x"], strict=True)) >= {("ribosome", 500), ("apo-ferritin", 100)}
+
+
+def test_light_merge_keeps_candidates_farther_than_the_distance_and_weighs_equally_without_positive_scores():
+    picks = table([("ribosome", 100, 100, 100, -1.0), ("ribosome", 160, 100, 100, 0.0)])
+    assert len(apply_steps(picks, [{"step": "light-merge", "distance": 0.3}], empty_tomogram(), PARTICLES)) == 2
+    merged = apply_steps(picks, [{"step": "light-merge", "distance": 0.5}], empty_tomogram(), PARTICLES)
+    assert merged[["x", "score"]].values.tolist() == [[130.0, 0.0]]
+
+
+def test_offsets_go_along_z_first_at_a_fraction_of_the_radius_with_a_lower_score():
+    picks = table([("thyroglobulin", 300, 300, 200, 0.8), ("ribosome", 100, 100, 100, 0.9)])
+    steps = [{"step": "hard-particle-offsets", "distance": 0.5, "count": 2, "score_factor": 0.5}]
+    out = apply_steps(picks, steps, empty_tomogram(), PARTICLES)
+    added = out.iloc[2:]
+    assert sorted(map(tuple, added[["x", "y", "z", "score"]].values.tolist())) == [
+        (300, 300, 200 - 0.5 * THYRO, 0.4), (300, 300, 200 + 0.5 * THYRO, 0.4)
+    ]  # fmt: skip
+    assert (added["particle_type"] == "thyroglobulin").all()  # the ribosome (an easy type) gets none
+    pd.testing.assert_frame_equal(out.iloc[:2], picks, check_dtype=False)
+
+
+def test_offsets_follow_the_configured_directions_and_count():
+    picks = table([("beta-galactosidase", 300, 300, 200, 1.0)])
+    steps = [{"step": "hard-particle-offsets", "directions": ["y", "x"], "count": 3, "distance": 1.0}]
+    added = apply_steps(picks, steps, empty_tomogram(), PARTICLES).iloc[1:]
+    assert added[["x", "y", "z"]].values.tolist() == [[300, 390, 200], [300, 210, 200], [390, 300, 200]]
+
+
+def test_offsets_never_leave_the_volume():
+    picks = table([("thyroglobulin", 300, 300, 50, 1.0)])  # z = 50 Å: the -z offset (-54 Å) is outside
+    out = apply_steps(
+        picks, [{"step": "hard-particle-offsets", "count": 2, "distance": 0.8}], empty_tomogram(), PARTICLES
+    )
+    assert out["z"].tolist() == [50, 50 + 0.8 * THYRO]
+
+
+def test_offsets_skip_spots_a_better_candidate_covers_but_not_their_own_parent():
+    picks = table([("thyroglobulin", 300, 300, 200, 1.0), ("thyroglobulin", 300, 300, 310, 0.9)])
+    # +z of the first lands at z = 304, within 0.5 x 130 Å of the second (0.9 >= 0.5): not added; its -z offset
+    # stays although the parent is within the clearance
+    steps = [{"step": "hard-particle-offsets", "count": 2, "distance": 0.8, "clearance": 1.0}]
+    out = apply_steps(picks, steps, empty_tomogram(), PARTICLES)
+    first = out[(out["x"] == 300) & (out["score"] == 0.5)]
+    assert first["z"].tolist() == [200 - 0.8 * THYRO]
+
+
+def test_offsets_refuse_unknown_directions_types_and_counts():
+    with pytest.raises(BenchError, match="directions are among x, y, z"):
+        apply_steps(table([]), [{"step": "hard-particle-offsets", "directions": ["w"]}], empty_tomogram(), PARTICLES)
+    with pytest.raises(BenchError, match="count is 1 to twice"):
+        apply_steps(table([]), [{"step": "hard-particle-offsets", "count": 3, "directions": ["z"]}], None, PARTICLES)
+    with pytest.raises(BenchError, match=r"unknown particle type.*'thyro'"):
+        apply_steps(table([]), [{"step": "hard-particle-offsets", "types": ["thyro"]}], None, PARTICLES)
+
+
+def test_a_parameter_the_step_does_not_take_is_named_with_those_it_takes():
+    with pytest.raises(BenchError, match="step 'light-merge' has no parameter 'radius' \\(it takes: distance\\)"):
+        Pipeline.build([{"step": "light-merge", "radius": 1}], PARTICLES)
+
+
+def blob_volume(centres_zyx, radius_vox: float, contrasts, shape=(40, 60, 60), seed=0) -> np.ndarray:
+    """Noise with a ball of the given contrast added at each centre."""
+    rng = np.random.default_rng(seed)
+    volume = rng.normal(0, 0.3, shape)
+    grid = np.indices(shape).transpose(1, 2, 3, 0)
+    for centre, contrast in zip(centres_zyx, contrasts, strict=True):
+        volume[np.linalg.norm(grid - np.asarray(centre), axis=-1) <= radius_vox] += contrast
+    return volume
+
+
+def sample_with_blobs(run: str, centres_zyx, contrasts, seed: int) -> Sample:
+    """A tomogram with bright apo-ferritin balls and their ground truth."""
+    volume = blob_volume(centres_zyx, APO / VOXEL, contrasts, seed=seed)
+    truth = table([("apo-ferritin", x * VOXEL, y * VOXEL, z * VOXEL, 1.0) for z, y, x in centres_zyx])
+    return Sample(volume_tomogram(volume, run), truth.drop(columns="score").assign(experiment=run))
+
+
+TRAIN_CENTRES = [(10 + 16 * (i % 2), 10 + 13 * (i // 4), 10 + 13 * (i % 4)) for i in range(14)]
+
+
+def intensity_data(val_contrast: float) -> tuple[StepData, pd.DataFrame]:
+    """Train runs with balls of contrast 1.5 to 2.5, a val run with one ball of `val_contrast`, and val candidates:
+    the ball and an empty spot scored higher (no threshold separates them)."""
+    contrasts = np.linspace(1.5, 2.5, len(TRAIN_CENTRES))
+    train = [sample_with_blobs(f"T{i}", TRAIN_CENTRES, contrasts, seed=i) for i in range(2)]
+    val = sample_with_blobs("V", [(25, 30, 30)], [val_contrast], seed=9)
+    candidates = table([("apo-ferritin", 300, 300, 250, 0.9), ("apo-ferritin", 100, 500, 300, 0.95)])
+    return StepData(train, [val], candidates.assign(experiment="V")), candidates
+
+
+def test_intensity_validation_drops_candidates_without_the_contrast_train_references_have():
+    data, candidates = intensity_data(val_contrast=2.0)
+    step = build_step({"step": "intensity-validation"}, PARTICLES)
+    with pytest.raises(BenchError, match="must be fitted"):
+        step(candidates, data.val[0].tomogram)
+    step.fit(data)
+    kept = step(candidates, data.val[0].tomogram)
+    assert kept[["x", "y", "z"]].values.tolist() == [[300, 300, 250]]  # the ball; the empty spot is dropped
+    assert set(step.fitted()["ranges"]) == {"apo-ferritin"}  # the other types have no train references: kept
+
+
+def test_intensity_validation_keeps_types_it_cannot_fit():
+    data, _ = intensity_data(val_contrast=2.0)
+    step = build_step({"step": "intensity-validation"}, PARTICLES)
+    step.fit(data)
+    ribosome = table([("ribosome", 100, 500, 300, 0.8)])
+    assert len(step(ribosome, data.val[0].tomogram)) == 1
+
+
+def test_intensity_validation_tunes_its_margin_on_val():
+    data, candidates = intensity_data(val_contrast=1.0)  # the val particle is fainter than every train one
+    fixed = build_step({"step": "intensity-validation", "margin": 0.0}, PARTICLES)
+    fixed.fit(data)
+    assert fixed(candidates, data.val[0].tomogram).empty  # too strict: the particle is dropped too
+    tuned = build_step({"step": "intensity-validation", "margin": [0.0, 1.0, 3.0, 40.0]}, PARTICLES)
+    tuned.fit(data)
+    # 0 and 1 drop the particle; 3 keeps it and drops the empty spot; 40 keeps both (a false positive)
+    assert tuned.fitted()["margin"] == 3.0
+    assert tuned(candidates, data.val[0].tomogram)[["x", "y", "z"]].values.tolist() == [[300, 300, 250]]
+
+
+class Recording(Step):
+    """A step that records the val candidates it was fitted on and drops the last candidate."""
+
+    def fit(self, data):
+        self.seen = len(data.val_candidates)
+
+    def __call__(self, picks, tomogram):
+        return picks.iloc[:-1]
+
+
+register_postprocess("test-recording")(Recording)
+
+
+def test_a_pipeline_fits_each_step_on_what_the_steps_before_it_leave():
+    data, candidates = intensity_data(val_contrast=2.0)
+    pipeline = Pipeline.build([{"step": "test-recording"}, {"step": "test-recording"}], PARTICLES)
+    pipeline.fit(data)
+    assert [step.seen for step in pipeline.steps] == [2, 1]
+    assert pipeline(candidates, data.val[0].tomogram).empty

@@ -15,13 +15,15 @@ from benchmark.postprocessing import Step, StepData, apply_by_run
 from benchmark.registry import register_postprocess
 
 MIN_REFERENCES = 5  # a type with fewer train references keeps every candidate: too few to tell plausible
+MAD_TO_STD = 1.4826  # a normal distribution's std per median absolute deviation
 CHUNK = 64  # candidates gathered at once (bounds the index arrays)
 
 
 @register_postprocess("intensity-validation")
 class IntensityValidation(Step):
     """Contrast = mean density inside the particle's radius minus the mean of a shell out to `shell` x radius, in
-    units of the tomogram's standard deviation, read at pyramid `level`. Per type, the plausible range is the train
+    units of the tomogram's background spread (robust: from the median absolute deviation, so that crowded and sparse
+    tomograms compare), read at pyramid `level`. Per type, the plausible range is the train
     references' contrasts between the `quantiles`, widened by `margin` x their standard deviation; a list of margins
     is tuned on the val candidates (the best val score, ties to the widest)."""
 
@@ -81,12 +83,13 @@ class IntensityValidation(Step):
         return picks[keep].reset_index(drop=True)
 
     def contrast(self, picks: pd.DataFrame, tomogram: Tomogram) -> np.ndarray:
-        """Each pick's inside-minus-shell mean density in standard deviations of the tomogram (read at `level`)."""
+        """Each pick's inside-minus-shell mean density in units of the tomogram's robust spread (read at `level`)."""
         result = np.full(len(picks), np.nan)
         if picks.empty:
             return result
         volume = tomogram.read(self.level)
-        volume = (volume - volume.mean()) / (volume.std() or 1.0)
+        median = np.median(volume)
+        volume = (volume - median) / (MAD_TO_STD * np.median(np.abs(volume - median)) or 1.0)
         centres = np.rint(angstrom_to_voxel(picks[XYZ].to_numpy(float), tomogram.voxel_size, self.level)).astype(int)
         voxel = tomogram.level_voxel_size(self.level)
         for particle in self.particles:
