@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from benchmark.errors import BenchError
@@ -54,7 +56,10 @@ class Report:
         self.manifest = store.manifest
         self.split = self.manifest.get("evaluate", "test")
         self.resources = store.table("resources")
+        self.ablation = store.table("ablation")
         scores = store.table("scores")
+        is_variant = scores["architecture"].isin(self.ablation["architecture"])
+        self.variant_scores, scores = scores[is_variant], scores[~is_variant]
         self.val = scores.query("split == 'val' and particle_type == 'weighted'")
         evaluated = scores[scores["split"] == self.split]
         self.per_type = evaluated[evaluated["particle_type"] != "weighted"]
@@ -116,6 +121,84 @@ class Report:
             spread = Spread.of(self.competition(arch, self.val))
             rows.append([arch, _format(spread), _interval(spread), str(spread.runs)])
         return _markdown_table(rows, ["Architecture", "Val competition score", _ci_header(), "Runs"])
+
+    def ablated(self) -> list[str]:
+        """The entries with ablation variants, best first."""
+        return [arch for arch in self.order if (self.ablation["base"] == arch).any()]
+
+    def variants(self, base: str) -> list[str]:
+        """The ablation variants of an entry, in the suite's order."""
+        return list(dict.fromkeys(self.ablation.loc[self.ablation["base"] == base, "variant"]))
+
+    def ablation_particle_table(self, base: str) -> str:
+        """The study's table for one entry: per particle type, the base F4 and each variant's F4 with its change
+        (means over runs), and the same for the competition score."""
+        scores = pd.concat(
+            [self.per_type, self.weighted, self.variant_scores[self.variant_scores["split"] == self.split]]
+        )
+        means = scores.groupby(["architecture", "particle_type"])["f4"].mean()
+        rows = []
+        for particle in [*dict.fromkeys(self.per_type["particle_type"]), "weighted"]:
+            name = "**competition score**" if particle == "weighted" else particle
+            weight = "" if particle == "weighted" else f" ({COMPETITION_WEIGHTS.get(particle, 1.0):g})"
+            start = means.get((base, particle), np.nan)
+            cells = [f"{means.get((f'{base}+{v}', particle), np.nan) - start:+.3f}" for v in self.variants(base)]
+            values = [f"{means.get((f'{base}+{v}', particle), np.nan):.3f} ({cell})" for v, cell in
+                      zip(self.variants(base), cells, strict=True)]  # fmt: skip
+            rows.append([name + weight, f"{start:.3f}", *values])
+        header = ["Particle (weight)", f"{base} F4", *(f"+{v}: F4 (change)" for v in self.variants(base))]
+        return _markdown_table(rows, header)
+
+    def ablation_variant_table(self, base: str) -> str:
+        """Each variant of an entry: its steps, the change of the competition score with its paired interval, the
+        change on val (what chose the settings), its extra post-processing time and its candidates."""
+        rows = []
+        variant_val = self.variant_scores.query("split == 'val' and particle_type == 'weighted'")
+        variant_weighted = self.variant_scores.query("split == @self.split and particle_type == 'weighted'")
+        for variant in self.variants(base):
+            label = f"{base}+{variant}"
+            found = self.ablation[self.ablation["architecture"] == label]
+            change = paired_difference(self.competition(label, variant_weighted), self.competition(base))
+            val_change = paired_difference(self.competition(label, variant_val), self.competition(base, self.val))
+            candidates = f"{found['candidates_before'].mean():.0f} → {found['candidates_after'].mean():.0f}"
+            rows.append([
+                f"+{variant}",
+                _steps(found["steps"].iloc[0]),
+                f"{change.mean:+.3f}",
+                _interval(change, signed=True),
+                f"{val_change.mean:+.3f}" if self.split == "test" else "(scored on val)",
+                _mean_std(found["postprocess_seconds"], 3),
+                _mean_std(found["fit_seconds"], 2),
+                candidates,
+            ])  # fmt: skip
+        header = ["Variant", "Steps", f"Change of the {self.split} score", _ci_header(), "Change of the val score",
+                  "Extra post-processing per tomogram (s)", "Fit (s)", "Candidates before → after"]  # fmt: skip
+        return _markdown_table(rows, header)
+
+    def ablation_lines(self) -> list[str]:
+        """The ablation section: per entry with variants, the two tables."""
+        if not self.ablated():
+            return []
+        lines = [
+            "## Post-processing ablation",
+            "",
+            "Each variant applies more steps to the same candidates of the same fitted model (no retraining), and "
+            "its score thresholds are tuned on val separately. Changes are against the entry without the variant, "
+            "paired by run; extra post-processing is the median per tomogram of the variant's steps (their fit "
+            "once per job, on the train runs and the val candidates, is separate); candidates are totals over the "
+            f"{self.split} runs before the thresholds.",
+            "",
+        ]
+        for base in self.ablated():
+            lines += [
+                f"### `{base}`",
+                "",
+                self.ablation_particle_table(base),
+                "",
+                self.ablation_variant_table(base),
+                "",
+            ]
+        return lines
 
     def training_table(self) -> str:
         """The budget each architecture had, what ended its training, what an epoch is, and how long it took."""
@@ -194,11 +277,12 @@ class Report:
             share = (found["overhead_seconds"] / found["job_seconds"]).mean()
             rows.append([
                 arch,
-                *[_mean_std(found[c], 1) for c in ("job_seconds", "own_fit", "predict_seconds", "score_seconds",
-                                                    "overhead_seconds")],
+                *[_mean_std(found[c], 1) for c in ("job_seconds", "own_fit", "predict_seconds", "postprocess_seconds",
+                                                    "score_seconds", "overhead_seconds")],
                 f"{share:.1%}" + ("" if share <= OVERHEAD_TARGET else " (over target)"),
             ])  # fmt: skip
-        header = ["Architecture", "Job (s)", "Fit (s)", "Predict (s)", "Scoring (s)", "Harness overhead (s)", "Share"]
+        header = ["Architecture", "Job (s)", "Fit (s)", "Predict (s)", "Post-processing (s)", "Scoring (s)",
+                  "Harness overhead (s)", "Share"]  # fmt: skip
         return _markdown_table(rows, header)
 
     def conditions(self) -> list[str]:
@@ -275,6 +359,7 @@ class Report:
                     if validation
                     else []
                 ),
+                *self.ablation_lines(),
                 "## Training under the budget",
                 "",
                 "One budget for every architecture: wall-clock minutes from the call of `fit` (data preparation "
@@ -299,16 +384,17 @@ class Report:
                 f"Measured on {device}. Each {self.split} tomogram predicted {repeats} time(s) after a warm-up on "
                 f"{warm_up}; medians over tomograms x repeats, spread (±) the IQR. Read: time in `Tomogram.read` "
                 "(zarr decoding and checks); model: predict less its reads (the plug-in's own peak finding "
-                "included); post-processing: the harness's checks and the suite's steps. Per slice = model seconds "
-                "/ z-slices (the reference study's unit).",
+                "included); post-processing: the harness's checks and the suite's steps (timed once per tomogram, "
+                "not per repeat). Per slice = model seconds / z-slices (the reference study's unit).",
                 "",
                 self.latency_table(),
                 "",
                 "## Harness overhead",
                 "",
                 "Job: the job process's wall time, from its start to its result; fit (the job's own, without the "
-                "parts it reused), predict (every prediction: warm-up and repeats) and scoring (threshold tuning "
-                "and the metric) are the work measured; the rest "
+                "parts it reused), predict (every prediction: warm-up and repeats), post-processing (the suite's "
+                "steps and ablation variants: fitted, then applied to every predicted tomogram) and scoring "
+                "(threshold tuning and the metric, per variant too) are the work measured; the rest "
                 f"is the harness's overhead (process start, imports, data opening, model save, write-back), "
                 f"target at most {OVERHEAD_TARGET:.0%}. Over every job of the suite: "
                 f"{self.resources['overhead_seconds'].sum() / self.resources['job_seconds'].sum():.1%}.",
@@ -335,7 +421,36 @@ class Report:
                 self.weighted, self.resources, "peak_memory_gb", _memory_label(self.resources), self.order
             ),
             "latency_breakdown.png": _plot_latency(self.resources, self.order, cpu),
+            **({"ablation.png": self.ablation_plot()} if self.ablated() else {}),
         }
+
+    def ablation_plot(self) -> Figure:
+        """Per entry with variants, the change of F4 per particle type and of the competition score, per variant."""
+        evaluated = pd.concat(
+            [self.per_type, self.weighted, self.variant_scores[self.variant_scores["split"] == self.split]]
+        )
+        means = evaluated.groupby(["architecture", "particle_type"])["f4"].mean()
+        particles = [*dict.fromkeys(self.per_type["particle_type"]), "weighted"]
+        bases = self.ablated()
+        figure = Figure(figsize=(1.6 + 1.3 * len(particles), 0.6 + 3.2 * len(bases)))
+        for row, base in enumerate(bases):
+            ax = figure.add_subplot(len(bases), 1, row + 1)
+            variants = self.variants(base)
+            width = 0.8 / len(variants)
+            colours = colormaps["tab10" if len(variants) <= 10 else "tab20"].colors  # distinct up to 20 variants
+            for i, variant in enumerate(variants):
+                change = [means.get((f"{base}+{variant}", p), np.nan) - means.get((base, p), np.nan) for p in particles]
+                x = np.arange(len(particles)) + (i - (len(variants) - 1) / 2) * width
+                ax.bar(x, change, width, label=variant, color=colours[i % len(colours)])
+            ax.axhline(0, color="black", linewidth=0.8)
+            labels = [("competition\nscore" if p == "weighted" else p.replace("-", "-\n", 1)) for p in particles]
+            ax.set_xticks(np.arange(len(particles)), labels, fontsize=8)
+            ax.set_ylabel(f"change of F4 ({self.split})")
+            ax.grid(axis="y", alpha=0.3)
+            ax.set_title(f"{base}: post-processing variants against the entry alone", fontsize=10)
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        figure.tight_layout()
+        return figure
 
 
 def update_readme(readme: Path, report: Report, out: Path) -> None:
@@ -384,6 +499,15 @@ def _interval(spread: Spread, signed: bool = False) -> str:
 def _ci_header() -> str:
     """Header of an interval column."""
     return f"{CONFIDENCE:.0%} interval"
+
+
+def _steps(steps: str) -> str:
+    """A variant's steps (stored as JSON) as `name(param=value, ...)` in order."""
+    parts = []
+    for step in json.loads(steps):
+        params = ", ".join(f"{k}={v}" for k, v in step.items() if k != "step")
+        parts.append(f"`{step['step']}({params})`")
+    return " → ".join(parts) or "none"
 
 
 def _epoch_definition(found: pd.DataFrame) -> str:

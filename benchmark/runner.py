@@ -342,7 +342,7 @@ def _overrun(phase: str, budget: Budget) -> str:
         "setup": "the job's set-up (imports, data, model) had not ended",
         "fit": "fit had not returned",
         "predict": "its predictions had not ended",
-        "score": "its scoring and write-back had not ended",
+        "score": "its post-processing, scoring and write-back had not ended",
     }[phase]
     cap = (budget.predict_minutes or budget.minutes) if phase == "predict" else budget.minutes
     return (

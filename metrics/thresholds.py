@@ -54,5 +54,5 @@ def _best_threshold(scores: np.ndarray, best: np.ndarray) -> dict[str, float]:
 
 def apply_thresholds(candidates: pd.DataFrame, thresholds: pd.DataFrame) -> pd.DataFrame:
     """Keep the candidates whose score reaches their type's threshold (every candidate of a type without one)."""
-    limit = candidates["particle_type"].map(thresholds.set_index("particle_type")["threshold"])
+    limit = candidates["particle_type"].map(thresholds.set_index("particle_type")["threshold"]).astype(float)
     return candidates[candidates["score"] >= limit.fillna(KEEP_ALL)].reset_index(drop=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -254,3 +257,16 @@ def test_a_pipeline_fits_each_step_on_what_the_steps_before_it_leave():
     pipeline.fit(data)
     assert [step.seen for step in pipeline.steps] == [2, 1]
     assert pipeline(candidates, data.val[0].tomogram).empty
+
+
+def test_the_readme_step_examples_work_as_documented():
+    section = Path("README.md").read_text().split("### Writing a post-processing step")[1].split("\n## ")[0]
+    examples = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(examples) == 2
+    for code in examples:
+        exec(code, {})  # registers "top-k" and "min-score" as a third-party module would
+    data, candidates = intensity_data(val_contrast=2.0)  # val candidates scored 0.9 (the ball) and 0.95
+    pipeline = Pipeline.build([{"step": "top-k", "k": 1}, {"step": "min-score"}], PARTICLES)
+    pipeline.fit(data)
+    assert pipeline.steps[1].fitted() == {"floor": pytest.approx(0.95)}  # fitted on what top-k left
+    assert pipeline(candidates, data.val[0].tomogram)["score"].tolist() == [0.95]

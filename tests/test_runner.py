@@ -11,7 +11,11 @@ import pandas as pd
 import pytest
 from commands import assert_one_line_error, bench, bench_process
 
+from benchmark.data import Project
 from benchmark.results import TABLES, ResultsStore
+from benchmark.submission import read_submission
+from benchmark.suite import load_suite
+from metrics.fbeta import score_picks
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +100,7 @@ def test_report_renders_its_tables_and_plots_with_intervals_over_seeds(smoke_run
 
 def test_report_of_one_seed_says_single_run(smoke_run, tmp_path):
     folder = shutil.copytree(smoke_run.folder, tmp_path / "one")
-    for table in ("scores", "resources"):
+    for table in ("scores", "resources", "ablation"):
         frame = pd.read_csv(folder / f"{table}.csv")
         frame[frame["seed"] == 0].to_csv(folder / f"{table}.csv", index=False)
     result = bench("report", "--results", folder, "--out", tmp_path / "report")
@@ -224,3 +228,55 @@ def test_report_refreshes_the_readme_block_between_markers(smoke_run, tmp_path):
     readme.write_text("no markers\n")
     result = bench("report", "--results", smoke_run.folder, "--out", tmp_path / "r", "--readme", readme)
     assert_one_line_error(result, "no '<!-- bench-report:smoke:start -->'")
+
+
+def test_ablation_variants_score_the_same_candidates_after_more_steps(smoke_run, smoke_config):
+    variants = [v["name"] for v in load_suite("smoke").architectures[1].ablation]
+    ablation = smoke_run.table("ablation")
+    assert list(ablation.columns) == TABLES["ablation"]
+    expected = sorted((f"deepfindet+{variant}", seed) for variant in variants for seed in (0, 1))
+    assert sorted(zip(ablation["architecture"], ablation["seed"], strict=True)) == expected
+    assert (ablation["base"] == "deepfindet").all() and (ablation["postprocess_seconds"] > 0).all()
+    resources = smoke_run.table("resources")
+    assert not resources["architecture"].str.contains("+", regex=False).any()  # one fit per job, variants none
+    scores, thresholds = smoke_run.table("scores"), smoke_run.table("thresholds")
+    for variant in variants:
+        mine = scores[(scores["architecture"] == f"deepfindet+{variant}") & (scores["particle_type"] == "weighted")]
+        assert sorted(zip(mine["seed"], mine["split"], strict=True)) == [
+            (0, "test"),
+            (0, "val"),
+            (1, "test"),
+            (1, "val"),
+        ]
+        assert len(thresholds[thresholds["architecture"] == f"deepfindet+{variant}"]) == 2 * 6
+
+    # every variant starts from the entry's own candidates of the test runs, and its stored picks score as stored
+    test_runs = ["TS_5_4", "TS_69_2"]
+    folder = smoke_run.predictions_dir("deepfindet", 0, "ts")
+    base = pd.read_csv(folder / "candidates.csv")
+    rows = ablation[ablation["seed"] == 0].set_index("variant")
+    assert (rows["candidates_before"] == base["experiment"].isin(test_runs).sum()).all()
+    assert rows.loc["light-merge", "candidates_after"] <= rows.loc["light-merge", "candidates_before"]
+    assert rows.loc["offsets", "candidates_after"] >= rows.loc["offsets", "candidates_before"]
+    project = Project(str(smoke_config))
+    truth = pd.concat([project.ground_truth(run) for run in test_runs], ignore_index=True)
+    for variant in variants:
+        found = pd.read_csv(folder / "ablation" / variant / "candidates.csv")
+        assert found["experiment"].isin(test_runs).sum() == rows.loc[variant, "candidates_after"]
+        picks = pd.concat([read_submission(folder / "ablation" / variant / f"{run}.csv") for run in test_runs])
+        mine = scores[(scores["architecture"] == f"deepfindet+{variant}") & (scores["seed"] == 0)]
+        stored = mine.query("split == 'test' and particle_type == 'weighted'")["f4"]
+        assert score_picks(truth, picks, project.particles).weighted == pytest.approx(stored.iloc[0])
+
+
+def test_report_has_the_ablation_table_of_each_entry_with_variants(smoke_run, tmp_path):
+    result = bench("report", "--results", smoke_run.folder, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    readme = (tmp_path / "README.md").read_text()
+    section = readme.split("## Post-processing ablation")[1].split("## Training")[0]
+    assert "### `deepfindet`" in section and "### `matched-filter`" not in section
+    assert "| Particle (weight) | deepfindet F4 | +intensity: F4 (change) |" in section
+    assert "| thyroglobulin (2) |" in section and "| **competition score** |" in section
+    assert "`light-merge(distance=0.5)`" in section
+    assert "deepfindet+light-merge" not in readme.split("## Post-processing ablation")[0]  # not an architecture row
+    assert (tmp_path / "ablation.png").read_bytes()[:4] == b"\x89PNG"

@@ -79,6 +79,22 @@ NEXT = len(load_suite("smoke").architectures)  # the index of an entry appended 
         ("evaluate: train\n", "'evaluate' is 'train'; use test or val"),
         ("repeats: 0\n", "'repeats' must be a positive integer"),
         ("folds: k-fold\n", "'folds' is 'leave-one-out' or a list"),
+        (
+            "  - {name: deepfindet, label: d2, ablation: [{name: a, steps: [{step: nms}]}, {name: a, steps: []}]}\n",
+            "'d2' lists ablation variant 'a' twice; rename one",
+        ),
+        (
+            "  - {name: deepfindet, label: d2, ablation: [{name: a, steps: [{distance: 1}]}]}\n",
+            "each step of ablation variant 'a' needs a 'step' name",
+        ),
+        (
+            "  - {name: deepfindet, label: d2, ablation: [{name: a, step: nms}]}\n",
+            f"missing field 'architectures[{NEXT}].ablation[0].steps'",
+        ),
+        (
+            "  - {name: deepfindet, label: d2, ablation: [{name: a/b, steps: []}]}\n",
+            f"'architectures[{NEXT}].ablation[0].name' is 'a/b'",
+        ),
     ],
 )
 def test_bad_suite_fields_are_named(tmp_path, addition, message):
@@ -104,7 +120,8 @@ def test_the_full_suite_runs_three_seeds():
 
 
 def test_the_demo_runs_candidates_of_its_selection_suites_under_the_same_budget():
-    demo, candidates = load_suite("demo"), []
+    """Every demo entry, and every post-processing step of its ablation variants, was chosen on val."""
+    demo, candidates, steps = load_suite("demo"), [], []
     for name in list_suites("demo-selection*"):
         selection = load_suite(name)
         assert selection.evaluate == "val" and demo.evaluate == "test"
@@ -114,5 +131,9 @@ def test_the_demo_runs_candidates_of_its_selection_suites_under_the_same_budget(
         candidates += [
             (s.name, s.config, s.postprocess, selection.budget_for(s).epochs) for s in selection.architectures
         ]
+        steps += [(s.name, s.config, step) for s in selection.architectures for v in s.ablation for step in v["steps"]]
     for spec in demo.architectures:
         assert (spec.name, spec.config, spec.postprocess, demo.budget_for(spec).epochs) in candidates, spec.label
+        for variant in spec.ablation:  # each step of a variant, with its parameters, was a candidate for this entry
+            for step in variant["steps"]:
+                assert (spec.name, spec.config, step) in steps, f"{spec.label}+{variant['name']}: {step}"

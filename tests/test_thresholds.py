@@ -70,3 +70,9 @@ def test_apply_thresholds_keeps_scores_at_or_above_their_type_threshold():
     )
     thresholds = pd.DataFrame({"particle_type": ["ribosome", "apo-ferritin"], "threshold": [0.5, 0.2]})
     assert apply_thresholds(candidates, thresholds)["x"].tolist() == [0]
+
+
+def test_apply_thresholds_to_no_candidates_is_no_candidates():
+    empty = pd.DataFrame({"particle_type": pd.Series([], dtype="str"), "score": pd.Series([], dtype=float)})
+    thresholds = pd.DataFrame({"particle_type": ["ribosome"], "threshold": [0.5]})
+    assert apply_thresholds(empty, thresholds).empty  # a step may drop every candidate of a run
