@@ -210,13 +210,13 @@ def run_job(job: JobSpec) -> dict:
     postprocess_seconds = time.perf_counter() - started
     started = time.perf_counter()
     thresholds, picks, scores = _evaluate(base.candidates, samples, project)
-    out = Path(job.predictions)
-    ablation = [
-        _variant(spec, v, variants[v["name"]], base, samples, project, suite.evaluate, out / "ablation" / v["name"])
-        for v in spec.ablation
-    ]
+    ablation = [_variant(spec, v, variants[v["name"]], base, samples, project, suite.evaluate) for v in spec.ablation]
     score_seconds = time.perf_counter() - started
+    out = Path(job.predictions)
     _write_predictions(base.candidates, picks, samples, project, out, spec.label, job.session_id)
+    for variant, row in zip(spec.ablation, ablation, strict=True):
+        found = variants[variant["name"]].candidates
+        _write_predictions(found, row.pop("picks"), samples, project, out / "ablation" / variant["name"], "", None)
     return {
         "status": "ok",
         "scores": scores,
@@ -235,6 +235,7 @@ def run_job(job: JobSpec) -> dict:
         },
         "thresholds": thresholds.rename(columns={"f4": "val_f4"}).to_dict("records"),
         "variants": ablation,
+        "postprocess_fitted": json.loads(json.dumps(base.fitted, default=_plain)),
         "latency": latency.to_dict("records"),
         "epoch_logs": tracker.logs,
         "environment": job_environment(job.device),
@@ -259,29 +260,32 @@ def _variant(
     samples: dict[str, list[Sample]],
     project: Project,
     evaluated: str,
-    out: Path,
 ) -> dict:
-    """One ablation variant's rows: scores and thresholds under the label `<label>+<name>`, and its ablation row
-    (steps, what they fitted, their extra seconds, and the evaluated split's candidates before and after); its
-    predictions go to `out` (not to copick)."""
+    """One ablation variant's rows: scores and thresholds under the label `<label>+<name>`, its ablation row (steps,
+    what they fitted, their extra seconds, and the evaluated split's candidates before and after), and its picks."""
     thresholds, picks, scores = _evaluate(processed.candidates, samples, project)
-    _write_predictions(processed.candidates, picks, samples, project, out, "", None)
     runs = [sample.run for sample in samples[evaluated]]
     return {
         "label": f"{spec.label}+{variant['name']}",
         "scores": scores,
         "thresholds": thresholds.rename(columns={"f4": "val_f4"}).to_dict("records"),
+        "picks": picks,
         "ablation": {
             "base": spec.label,
             "variant": variant["name"],
             "steps": json.dumps(variant["steps"]),
-            "fitted": json.dumps(processed.fitted),
+            "fitted": json.dumps(processed.fitted, default=_plain),
             "fit_seconds": processed.fit_seconds,
             "postprocess_seconds": float(np.median([processed.seconds[run] for run in runs])),
             "candidates_before": len(base.candidates[evaluated]),
             "candidates_after": len(processed.candidates[evaluated]),
         },
     }
+
+
+def _plain(value: object) -> object:
+    """A value JSON cannot write (numpy scalars and arrays a step's `fitted` may hold) as plain Python."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def _with_steps(latency: pd.DataFrame, seconds: dict[str, float]) -> pd.DataFrame:

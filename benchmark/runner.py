@@ -380,6 +380,7 @@ def _store(store: ResultsStore, job: JobSpec, result: dict) -> None:
         "finished": utc_now(),
         "environment": result.get("environment"),
         "epoch_logs": result.get("epoch_logs"),
+        "postprocess_fitted": result.get("postprocess_fitted"),
         "warnings": result.get("warnings"),
     }
     store.write_manifest(manifest)

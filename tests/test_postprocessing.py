@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,15 @@ from benchmark.data import Tomogram
 from benchmark.errors import BenchError
 from benchmark.interface import Sample
 from benchmark.particles import ParticleTable
-from benchmark.postprocessing import Pipeline, Step, StepData, apply_steps, build_step
+from benchmark.postprocessing import Pipeline, Step, StepData, build_step
 from benchmark.registry import register_postprocess
 
 PARTICLES = ParticleTable.czii()
+
+
+def apply_steps(picks, steps, tomogram, particles):
+    """Build and apply steps that need no fitting, as a suite's `postprocess` list."""
+    return Pipeline.build(steps, particles)(picks, tomogram)
 
 
 def table(rows):
@@ -105,31 +111,46 @@ def test_light_merge_replaces_close_candidates_of_a_type_by_their_score_weighted
     picks = table(
         [
             ("ribosome", 100, 100, 100, 0.6),
-            ("ribosome", 160, 100, 100, 0.2),  # 60 Å < 0.5 x 150: merged with the first
-            ("ribosome", 220, 100, 100, 0.2),  # 60 Å from the second: linked through it
+            ("ribosome", 160, 100, 100, 0.2),  # 60 Å < 0.5 x 150 from the best: merged into it
+            ("ribosome", 220, 100, 100, 0.2),  # 60 Å from the second but 120 Å from the best: no chaining, alone
             ("ribosome", 500, 100, 100, 0.9),  # far: alone
             ("apo-ferritin", 100, 100, 100, 0.4),  # another type at the same spot: untouched
         ]
     )
     merged = apply_steps(picks, [{"step": "light-merge", "distance": 0.5}], empty_tomogram(), PARTICLES)
-    assert len(merged) == 3
-    cluster = merged[(merged["particle_type"] == "ribosome") & (merged["score"] == 0.6)].iloc[0]
-    assert cluster["x"] == pytest.approx((100 * 0.6 + 160 * 0.2 + 220 * 0.2) / 1.0)
-    assert (cluster["y"], cluster["z"]) == (100, 100)
-    assert set(zip(merged["particle_type"], merged["x"], strict=True)) >= {("ribosome", 500), ("apo-ferritin", 100)}
+    assert sorted(zip(merged["particle_type"], merged["x"], merged["score"], strict=True)) == [
+        ("apo-ferritin", 100, 0.4),
+        ("ribosome", pytest.approx((100 * 0.6 + 160 * 0.2) / 0.8), 0.6),
+        ("ribosome", 220, 0.2),
+        ("ribosome", 500, 0.9),
+    ]
+    assert (merged[["y", "z"]] == 100).all().all()
 
 
-def test_light_merge_keeps_candidates_farther_than_the_distance_and_weighs_equally_without_positive_scores():
-    picks = table([("ribosome", 100, 100, 100, -1.0), ("ribosome", 160, 100, 100, 0.0)])
-    assert len(apply_steps(picks, [{"step": "light-merge", "distance": 0.3}], empty_tomogram(), PARTICLES)) == 2
+def test_light_merge_weighs_equally_only_the_clusters_with_a_score_that_is_not_positive():
+    picks = table(
+        [
+            ("ribosome", 100, 100, 100, 0.9),
+            ("ribosome", 160, 100, 100, 0.1),
+            ("thyroglobulin", 100, 500, 100, 0.0),
+            ("thyroglobulin", 160, 500, 100, -1.0),
+            ("apo-ferritin", 500, 500, 300, -0.5),  # alone, elsewhere: changes nothing in the other clusters
+        ]
+    )
+    assert len(apply_steps(picks, [{"step": "light-merge", "distance": 0.3}], empty_tomogram(), PARTICLES)) == 5
     merged = apply_steps(picks, [{"step": "light-merge", "distance": 0.5}], empty_tomogram(), PARTICLES)
-    assert merged[["x", "score"]].values.tolist() == [[130.0, 0.0]]
+    x = merged.set_index("particle_type")["x"]
+    assert x["ribosome"] == pytest.approx(106.0) and x["thyroglobulin"] == 130.0 and x["apo-ferritin"] == 500
+
+
+def offsets(**params) -> list[dict]:
+    """A hard-particle-offsets step around every candidate (no fit needed)."""
+    return [{"step": "hard-particle-offsets", "parents": "all", **params}]
 
 
 def test_offsets_go_along_z_first_at_a_fraction_of_the_radius_with_a_lower_score():
     picks = table([("thyroglobulin", 300, 300, 200, 0.8), ("ribosome", 100, 100, 100, 0.9)])
-    steps = [{"step": "hard-particle-offsets", "distance": 0.5, "count": 2, "score_factor": 0.5}]
-    out = apply_steps(picks, steps, empty_tomogram(), PARTICLES)
+    out = apply_steps(picks, offsets(distance=0.5, count=2, score_factor=0.5), empty_tomogram(), PARTICLES)
     added = out.iloc[2:]
     assert sorted(map(tuple, added[["x", "y", "z", "score"]].values.tolist())) == [
         (300, 300, 200 - 0.5 * THYRO, 0.4), (300, 300, 200 + 0.5 * THYRO, 0.4)
@@ -140,36 +161,65 @@ def test_offsets_go_along_z_first_at_a_fraction_of_the_radius_with_a_lower_score
 
 def test_offsets_follow_the_configured_directions_and_count():
     picks = table([("beta-galactosidase", 300, 300, 200, 1.0)])
-    steps = [{"step": "hard-particle-offsets", "directions": ["y", "x"], "count": 3, "distance": 1.0}]
-    added = apply_steps(picks, steps, empty_tomogram(), PARTICLES).iloc[1:]
-    assert added[["x", "y", "z"]].values.tolist() == [[300, 390, 200], [300, 210, 200], [390, 300, 200]]
+    added = apply_steps(picks, offsets(directions=["y", "x"], count=3, distance=1.0), empty_tomogram(), PARTICLES)
+    assert sorted(added.iloc[1:][["x", "y", "z"]].values.tolist()) == [
+        [300, 210, 200],
+        [300, 390, 200],
+        [390, 300, 200],
+    ]
 
 
 def test_offsets_never_leave_the_volume():
     picks = table([("thyroglobulin", 300, 300, 50, 1.0)])  # z = 50 Å: the -z offset (-54 Å) is outside
-    out = apply_steps(
-        picks, [{"step": "hard-particle-offsets", "count": 2, "distance": 0.8}], empty_tomogram(), PARTICLES
-    )
+    out = apply_steps(picks, offsets(count=2, distance=0.8), empty_tomogram(), PARTICLES)
     assert out["z"].tolist() == [50, 50 + 0.8 * THYRO]
 
 
 def test_offsets_skip_spots_a_better_candidate_covers_but_not_their_own_parent():
     picks = table([("thyroglobulin", 300, 300, 200, 1.0), ("thyroglobulin", 300, 300, 310, 0.9)])
-    # +z of the first lands at z = 304, within 0.5 x 130 Å of the second (0.9 >= 0.5): not added; its -z offset
-    # stays although the parent is within the clearance
-    steps = [{"step": "hard-particle-offsets", "count": 2, "distance": 0.8, "clearance": 1.0}]
-    out = apply_steps(picks, steps, empty_tomogram(), PARTICLES)
-    first = out[(out["x"] == 300) & (out["score"] == 0.5)]
-    assert first["z"].tolist() == [200 - 0.8 * THYRO]
+    # with a clearance of 1 x 130 Å: the first's +z offset (z = 304, score 0.5) lies 6 Å from the second (0.9):
+    # not added; its -z offset (z = 96) is added although its own parent lies within the clearance. The second's
+    # -z offset (z = 206, score 0.45) lies 6 Å from the first (1.0): not added; its +z offset (z = 414) is added.
+    out = apply_steps(picks, offsets(count=2, distance=0.8, clearance=1.0), empty_tomogram((60, 60, 60)), PARTICLES)
+    assert sorted(out.iloc[2:]["z"].tolist()) == [200 - 0.8 * THYRO, 310 + 0.8 * THYRO]
 
 
-def test_offsets_refuse_unknown_directions_types_and_counts():
+def test_offsets_of_nearby_parents_do_not_stack_on_each_other():
+    picks = table([("thyroglobulin", 100, 300, 200, 1.0), ("thyroglobulin", 100, 330, 200, 0.8)])  # 30 Å apart
+    out = apply_steps(picks, offsets(count=2, distance=0.8, clearance=0.5), empty_tomogram(), PARTICLES)
+    assert out.iloc[2:][["y", "score"]].values.tolist() == [[300, 0.5], [300, 0.5]]  # the first's +z and -z only
+
+
+def test_offsets_around_kept_candidates_only_go_around_those_that_val_thresholds_keep():
+    data, _ = intensity_data(val_contrast=2.0)  # apo-ferritin val candidates: a particle (0.9) and a decoy (0.95)
+    step = build_step({"step": "hard-particle-offsets", "types": ["apo-ferritin"], "count": 2}, PARTICLES)
+    with pytest.raises(BenchError, match="must be fitted"):
+        step(table([]), empty_tomogram())
+    step.fit(data)
+    assert step.fitted() == {"floor": {"apo-ferritin": 0.9}}  # keeping 0.9 and up finds the particle
+    picks = table([("apo-ferritin", 300, 300, 200, 0.95), ("apo-ferritin", 100, 100, 200, 0.5)])
+    added = step(picks, empty_tomogram()).iloc[2:]
+    assert len(added) == 2 and (added["x"] == 300).all()  # none around the candidate below the floor
+
+
+def test_offsets_refuse_unknown_directions_types_counts_and_parents():
     with pytest.raises(BenchError, match="directions are among x, y, z"):
-        apply_steps(table([]), [{"step": "hard-particle-offsets", "directions": ["w"]}], empty_tomogram(), PARTICLES)
+        Pipeline.build(offsets(directions=["w"]), PARTICLES)
     with pytest.raises(BenchError, match="count is 1 to twice"):
-        apply_steps(table([]), [{"step": "hard-particle-offsets", "count": 3, "directions": ["z"]}], None, PARTICLES)
+        Pipeline.build(offsets(count=3, directions=["z"]), PARTICLES)
+    with pytest.raises(BenchError, match="parents is kept or all"):
+        Pipeline.build([{"step": "hard-particle-offsets", "parents": "best"}], PARTICLES)
     with pytest.raises(BenchError, match=r"unknown particle type.*'thyro'"):
-        apply_steps(table([]), [{"step": "hard-particle-offsets", "types": ["thyro"]}], None, PARTICLES)
+        Pipeline.build(offsets(types=["thyro"]), PARTICLES)
+
+
+def test_a_function_step_with_keyword_catch_all_takes_any_parameter():
+    def scale(picks, tomogram, particles, **params):
+        return picks.assign(score=picks["score"] * params["factor"])
+
+    register_postprocess("test-scale")(scale)
+    picks = table([("ribosome", 0, 0, 0, 0.5)])
+    assert apply_steps(picks, [{"step": "test-scale", "factor": 2}], None, PARTICLES)["score"].tolist() == [1.0]
 
 
 def test_a_parameter_the_step_does_not_take_is_named_with_those_it_takes():
@@ -224,6 +274,17 @@ def test_intensity_validation_keeps_types_it_cannot_fit():
     step.fit(data)
     ribosome = table([("ribosome", 100, 500, 300, 0.8)])
     assert len(step(ribosome, data.val[0].tomogram)) == 1
+
+
+def test_intensity_validation_ignores_references_outside_the_volume(recwarn):
+    data, candidates = intensity_data(val_contrast=2.0)
+    first = data.train[0]
+    outside = pd.concat([first.picks, first.picks.iloc[:1].assign(x=5000.0)], ignore_index=True)  # no contrast
+    step = build_step({"step": "intensity-validation"}, PARTICLES)
+    step.fit(replace(data, train=[Sample(first.tomogram, outside), *data.train[1:]]))
+    assert np.isfinite(step.fitted()["ranges"]["apo-ferritin"]).all()
+    assert step(candidates, data.val[0].tomogram)[["x", "y", "z"]].values.tolist() == [[300, 300, 250]]
+    assert not recwarn.list
 
 
 def test_intensity_validation_tunes_its_margin_on_val():

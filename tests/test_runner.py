@@ -239,6 +239,7 @@ def test_ablation_variants_score_the_same_candidates_after_more_steps(smoke_run,
     assert (ablation["base"] == "deepfindet").all() and (ablation["postprocess_seconds"] > 0).all()
     resources = smoke_run.table("resources")
     assert not resources["architecture"].str.contains("+", regex=False).any()  # one fit per job, variants none
+    assert smoke_run.manifest["jobs"]["matched-filter-seed0-ts"]["postprocess_fitted"] == [{}]  # its nms step
     scores, thresholds = smoke_run.table("scores"), smoke_run.table("thresholds")
     for variant in variants:
         mine = scores[(scores["architecture"] == f"deepfindet+{variant}") & (scores["particle_type"] == "weighted")]

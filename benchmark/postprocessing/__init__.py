@@ -31,10 +31,14 @@ class StepData:
     val: Sequence[Sample]
     val_candidates: pd.DataFrame
 
+    def tuned(self, candidates: pd.DataFrame, particles: ParticleTable) -> pd.DataFrame:
+        """Each type's score threshold tuned on val for these val candidates, with its val F4."""
+        truth = pd.concat([sample.picks for sample in self.val], ignore_index=True)
+        return tune_thresholds(truth, candidates, particles)
+
     def val_score(self, candidates: pd.DataFrame, particles: ParticleTable) -> float:
         """The competition score of val candidates with each type's threshold tuned on val: what a step tunes by."""
-        truth = pd.concat([sample.picks for sample in self.val], ignore_index=True)
-        tuned = tune_thresholds(truth, candidates, particles).set_index("particle_type")["f4"]
+        tuned = self.tuned(candidates, particles).set_index("particle_type")["f4"]
         weights = {p.name: p.weight for p in particles}
         return sum(weights[name] * f4 for name, f4 in tuned.items()) / sum(weights.values())
 
@@ -100,8 +104,10 @@ def build_step(entry: dict[str, Any], particles: ParticleTable) -> Step:
     factory = POSTPROCESSING.get(entry["step"])
     params = {key: value for key, value in entry.items() if key != "step"}
     is_class = isinstance(factory, type) and issubclass(factory, Step)
-    takes = list(inspect.signature(factory).parameters)[1 if is_class else 3 :]
-    unknown = sorted(set(params) - set(takes))
+    signature = list(inspect.signature(factory).parameters.values())[1 if is_class else 3 :]
+    takes = [p.name for p in signature if p.kind is not p.VAR_KEYWORD]
+    any_name = any(p.kind is p.VAR_KEYWORD for p in signature)
+    unknown = [] if any_name else sorted(set(params) - set(takes))
     if unknown:
         accepted = ", ".join(takes) or "none"
         raise BenchError(
@@ -118,10 +124,3 @@ def apply_by_run(step: Callable[[pd.DataFrame, Tomogram], pd.DataFrame], candida
         for s in samples
     ]
     return pd.concat(parts, ignore_index=True) if parts else candidates
-
-
-def apply_steps(
-    picks: pd.DataFrame, steps: Sequence[dict[str, Any]], tomogram: Tomogram, particles: ParticleTable
-) -> pd.DataFrame:
-    """Run steps that need no fitting on one tomogram's picks; each entry is {"step": name, **params}."""
-    return Pipeline.build(steps, particles)(picks, tomogram)

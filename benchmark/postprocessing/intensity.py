@@ -11,7 +11,7 @@ from benchmark.coords import XYZ, angstrom_to_voxel
 from benchmark.data import Tomogram
 from benchmark.errors import BenchError
 from benchmark.particles import ParticleTable
-from benchmark.postprocessing import Step, StepData, apply_by_run
+from benchmark.postprocessing import Step, StepData
 from benchmark.registry import register_postprocess
 
 MIN_REFERENCES = 5  # a type with fewer train references keeps every candidate: too few to tell plausible
@@ -52,19 +52,23 @@ class IntensityValidation(Step):
 
     def fit(self, data: StepData) -> None:
         """Per type, the train references' contrast quantiles and spread; then the margin with the best val score."""
-        found = pd.concat(
-            [sample.picks.assign(contrast=self.contrast(sample.picks, sample.tomogram)) for sample in data.train]
-        )
         self.ranges = {}
-        for name, contrasts in found.groupby("particle_type")["contrast"]:
-            if name in self.types and len(contrasts) >= MIN_REFERENCES:
+        types = np.concatenate([s.picks["particle_type"].to_numpy(str) for s in data.train] or [[]])
+        found = np.concatenate([self.contrast(s.picks, s.tomogram, self.types) for s in data.train] or [[]])
+        for name in self.types:
+            contrasts = found[(types == name) & np.isfinite(found)]  # a reference outside the volume has none
+            if len(contrasts) >= MIN_REFERENCES:
                 self.ranges[name] = tuple(np.quantile(contrasts, self.quantiles))
-                self.spread[name] = float(contrasts.std())
+                self.spread[name] = float(contrasts.std(ddof=1))
         if len(self.margins) > 1:
+            runs = [data.val_candidates[data.val_candidates["experiment"] == s.run] for s in data.val]
+            contrasts = [
+                self.contrast(run, s.tomogram, list(self.ranges)) for run, s in zip(runs, data.val, strict=True)
+            ]
             scores = {}
-            for margin in self.margins:  # widest first: ties keep the widest
-                self.margin = margin
-                scores[margin] = data.val_score(apply_by_run(self, data.val_candidates, data.val), self.particles)
+            for margin in self.margins:  # widest first: ties keep the widest; contrasts are computed once
+                kept = [run[self._keep(run, c, margin)] for run, c in zip(runs, contrasts, strict=True)]
+                scores[margin] = data.val_score(pd.concat(kept, ignore_index=True), self.particles)
             self.margin = max(scores, key=scores.get)
 
     def fitted(self) -> dict:
@@ -74,28 +78,35 @@ class IntensityValidation(Step):
     def __call__(self, picks: pd.DataFrame, tomogram: Tomogram) -> pd.DataFrame:
         if self.ranges is None:
             raise BenchError("intensity-validation must be fitted on train runs before it is applied")
-        contrast = self.contrast(picks, tomogram)
-        keep = np.ones(len(picks), dtype=bool)
-        for name, (low, high) in self.ranges.items():
-            mine = picks["particle_type"].to_numpy() == name
-            widen = self.margin * self.spread[name]
-            keep[mine] = (contrast[mine] >= low - widen) & (contrast[mine] <= high + widen)
-        return picks[keep].reset_index(drop=True)
+        contrast = self.contrast(picks, tomogram, list(self.ranges))
+        return picks[self._keep(picks, contrast, self.margin)].reset_index(drop=True)
 
-    def contrast(self, picks: pd.DataFrame, tomogram: Tomogram) -> np.ndarray:
-        """Each pick's inside-minus-shell mean density in units of the tomogram's robust spread (read at `level`)."""
+    def _keep(self, picks: pd.DataFrame, contrast: np.ndarray, margin: float) -> np.ndarray:
+        """Which picks have a plausible contrast for their type (a type without a range, or a pick without a
+        contrast, is kept)."""
+        keep = np.ones(len(picks), dtype=bool)
+        types = picks["particle_type"].to_numpy()
+        for name, (low, high) in self.ranges.items():
+            mine = (types == name) & np.isfinite(contrast)
+            widen = margin * self.spread[name]
+            keep[mine] = (contrast[mine] >= low - widen) & (contrast[mine] <= high + widen)
+        return keep
+
+    def contrast(self, picks: pd.DataFrame, tomogram: Tomogram, types: Sequence[str]) -> np.ndarray:
+        """The inside-minus-shell mean density of each pick of `types`, in units of the tomogram's robust spread
+        (read at `level`); NaN for other picks."""
         result = np.full(len(picks), np.nan)
-        if picks.empty:
+        rows = {name: np.flatnonzero(picks["particle_type"].to_numpy() == name) for name in types}
+        if not any(len(r) for r in rows.values()):
             return result
         volume = tomogram.read(self.level)
         median = np.median(volume)
         volume = (volume - median) / (MAD_TO_STD * np.median(np.abs(volume - median)) or 1.0)
         centres = np.rint(angstrom_to_voxel(picks[XYZ].to_numpy(float), tomogram.voxel_size, self.level)).astype(int)
         voxel = tomogram.level_voxel_size(self.level)
-        for particle in self.particles:
-            rows = np.flatnonzero(picks["particle_type"].to_numpy() == particle.name)
-            if len(rows):
-                result[rows] = _contrast(volume, centres[rows], particle.radius / voxel, self.shell)
+        for name, mine in rows.items():
+            if len(mine):
+                result[mine] = _contrast(volume, centres[mine], self.particles[name].radius / voxel, self.shell)
         return result
 
 
@@ -113,9 +124,9 @@ def _contrast(volume: np.ndarray, centres: np.ndarray, radius: float, shell: flo
         points = centres[start : start + CHUNK, None, :] + grid[None]
         valid = np.all((points >= 0) & (points < np.asarray(volume.shape)), axis=2)
         values = volume[tuple(np.clip(points, 0, np.asarray(volume.shape) - 1).transpose(2, 0, 1))]
-        values = np.where(valid, values, np.nan)
-        with np.errstate(invalid="ignore"):
-            result[start : start + CHUNK] = np.nanmean(np.where(inner, values, np.nan), axis=1) - np.nanmean(
-                np.where(~inner, values, np.nan), axis=1
-            )
+        means = []
+        for part in (valid & inner, valid & ~inner):
+            with np.errstate(invalid="ignore", divide="ignore"):  # no voxel inside the volume: NaN
+                means.append(np.where(part, values, 0.0).sum(axis=1) / part.sum(axis=1))
+        result[start : start + CHUNK] = means[0] - means[1]
     return result
