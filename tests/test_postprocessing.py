@@ -200,6 +200,8 @@ def test_offsets_around_kept_candidates_only_go_around_those_that_val_thresholds
     picks = table([("apo-ferritin", 300, 300, 200, 0.95), ("apo-ferritin", 100, 100, 200, 0.5)])
     added = step(picks, empty_tomogram()).iloc[2:]
     assert len(added) == 2 and (added["x"] == 300).all()  # none around the candidate below the floor
+    every = build_step({"step": "hard-particle-offsets", "parents": "all"}, PARTICLES)
+    assert every.fitted() == {"floor": {"thyroglobulin": None, "beta-galactosidase": None}}  # JSON-safe
 
 
 def test_offsets_refuse_unknown_directions_types_counts_and_parents():

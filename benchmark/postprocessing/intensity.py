@@ -60,7 +60,7 @@ class IntensityValidation(Step):
             if len(contrasts) >= MIN_REFERENCES:
                 self.ranges[name] = tuple(np.quantile(contrasts, self.quantiles))
                 self.spread[name] = float(contrasts.std(ddof=1))
-        if len(self.margins) > 1:
+        if len(self.margins) > 1 and data.val:
             runs = [data.val_candidates[data.val_candidates["experiment"] == s.run] for s in data.val]
             contrasts = [
                 self.contrast(run, s.tomogram, list(self.ranges)) for run, s in zip(runs, data.val, strict=True)

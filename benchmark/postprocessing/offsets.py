@@ -31,9 +31,11 @@ PARENTS = ("kept", "all")
 class HardParticleOffsets(Step):
     """Add `count` candidates around each parent of `types`: along `directions` in order, + then -, at `distance` x
     radius, scored `score_factor` x the parent's score (lower for negative scores). Parents are the candidates the
-    thresholds tuned on the val candidates would keep (`kept`, as the study offset its final picks) or every
-    candidate (`all`). An offset outside the volume, or within `clearance` x radius of another candidate of its type
-    (not its parent) or another offset that scores at least as well, is not added."""
+    thresholds tuned on the val candidates would keep (`kept`, as the study offset its final picks; a type val
+    cannot tune keeps every candidate, as the final thresholds do) or every candidate (`all`). An offset outside the
+    volume, or within `clearance` x radius of another candidate of its type (not its parent) or another offset that
+    scores at least as well, is not added (keep `clearance` below `distance`, or a parent's own offsets cover one
+    another)."""
 
     def __init__(
         self,
@@ -66,8 +68,8 @@ class HardParticleOffsets(Step):
             self.floor = {name: float(tuned[name]) for name in self.types}
 
     def fitted(self) -> dict:
-        """The score a parent needs, per type."""
-        return {"floor": self.floor}
+        """The score a parent needs, per type (None: every candidate is a parent)."""
+        return {"floor": {name: floor if np.isfinite(floor) else None for name, floor in (self.floor or {}).items()}}
 
     def __call__(self, picks: pd.DataFrame, tomogram: Tomogram) -> pd.DataFrame:
         if self.floor is None:
