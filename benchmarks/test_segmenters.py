@@ -3,7 +3,9 @@
 Training: one optimisation step with the harness's data path (patches cut from volumes held in memory, augmented,
 copied to the device) against the same step on a batch already in memory. Inference: `predict` on a tomogram
 region (reads, standardising, tiled sliding windows with blending, argmax, components) against the network alone
-on the same number of windows. The gaps are the harness's share of the time; `extra_info` holds the rates.
+on the same number of windows. The gaps are the harness's share of the time; `extra_info` holds the rates. The
+networks are untrained: the component step's cost depends on what a network finds, so a trained model's share of
+picking may differ.
 """
 
 from __future__ import annotations
