@@ -140,11 +140,11 @@ class DeepFindET(PatchSegmenter):
     defaults = DEFAULTS
     memory_format = torch.channels_last_3d
 
-    def network_for(self, classes: int) -> ResidualUNet:
+    def network_for(self) -> ResidualUNet:
         """DeepFindET's residual U-Net of the config."""
         c = self.config
         return ResidualUNet(
-            classes, c["filters"], c["bottleneck_blocks"], c["negative_slope"], c["batch_norm_momentum"]
+            self.classes, c["filters"], c["bottleneck_blocks"], c["negative_slope"], c["batch_norm_momentum"]
         )
 
     def loss_function(self) -> TverskyLoss:

@@ -105,6 +105,7 @@ class Ensemble(Architecture):
         `weights: tune`) choose the weights on val: one epoch."""
         for index, (member, entry, label) in enumerate(zip(self.members, self.entries, self.labels, strict=True)):
             member.workdir = self.workdir / label if self.workdir is not None else None
+            member.precision = self.precision
             saved = self.saved_models.get(index)
             if saved is not None:
                 member.load(saved.folder)

@@ -31,6 +31,7 @@ from torchvision.models.detection.backbone_utils import mobilenet_backbone
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
+from architectures.parts.device import autocast, to_device
 from architectures.parts.merge import SliceBoxes, detect_slices, picks_from_detections
 from architectures.parts.slices import SliceSpec, augment_slice, box_targets, normalised_volume, slice_images
 from architectures.parts.volumes import class_count
@@ -98,17 +99,20 @@ class FasterRCNNSlices(Architecture):
         optimiser = self._optimiser()
         unit = "x".join(map(str, self.shape)) + " slices"
         for _ in tracker.epochs(samples=c["steps_per_epoch"] * c["batch_size"], unit=unit):
-            losses = []
+            total, steps = torch.zeros((), device=self.device), 0
             for _ in range(c["steps_per_epoch"]):
                 if tracker.exhausted():
                     break
-                images, targets = sampler.batch(c["batch_size"], self.device)
-                loss = sum(self.network(images, targets).values())
+                with tracker.waiting():
+                    images, targets = sampler.batch(c["batch_size"], self.device)
+                with autocast(self.device, self.precision):
+                    loss = sum(self.network(images, targets).values())
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
-                losses.append(loss.item())
-            tracker.log(loss=float(np.mean(losses)) if losses else float("nan"))
+                total += loss.detach()
+                steps += 1
+            tracker.log(loss=total.item() / steps if steps else float("nan"))  # the epoch's one host sync
         self.network.eval()
 
     def predict(self, tomogram: Tomogram) -> pd.DataFrame:
@@ -118,7 +122,7 @@ class FasterRCNNSlices(Architecture):
         network = self._network_for(volume.shape[1:])
 
         def detect(images: np.ndarray) -> list[SliceBoxes]:
-            outputs = network(list(torch.from_numpy(images).to(self.device)))
+            outputs = network(list(to_device(images, self.device)))
             return [tuple(o[key].cpu().numpy() for key in ("boxes", "labels", "scores")) for o in outputs]
 
         with torch.inference_mode():
@@ -258,7 +262,7 @@ class SliceSampler:
             rows = self.boxes[index][self.boxes[index]["z"] == z]
             image = slice_images(self.volumes[index], np.array([z]), self.spec)[0]
             image, boxes = augment_slice(image, rows[["x1", "y1", "x2", "y2"]].to_numpy(), self.rng)
-            images.append(torch.from_numpy(image).to(device))
+            images.append(to_device(image, device))
             targets.append(
                 {
                     "boxes": torch.tensor(boxes, dtype=torch.float32, device=device).reshape(-1, 4),

@@ -70,13 +70,13 @@ class UNet3D(PatchSegmenter):
     defaults = DEFAULTS
     memory_format = torch.channels_last_3d
 
-    def network_for(self, classes: int) -> UNet:
+    def network_for(self) -> UNet:
         """MONAI's UNet of the config, one input channel."""
         c = self.config
         return UNet(
             spatial_dims=3,
             in_channels=1,
-            out_channels=classes,
+            out_channels=self.classes,
             channels=c["channels"],
             strides=c["strides"],
             num_res_units=c["num_res_units"],

@@ -111,6 +111,8 @@ class YOLOv8Slices(Architecture):
             from ultralytics.utils.callbacks import get_default_callbacks
 
             dataset = write_dataset(train, self.particles, self.spec, self.config, folder / "dataset")
+            # ultralytics runs its own mixed precision (its `amp`), not the suite's: record what it runs
+            self.precision = "amp" if self.config["amp"] and self._device() != "cpu" else "fp32"
             self.imgsz = 32 * math.ceil(max(dataset.shape) / 32)
             clock = EpochClock(tracker, dataset.images, "x".join(map(str, dataset.shape)) + " slices")
             events = get_default_callbacks()
@@ -286,10 +288,26 @@ class EpochClock:
     def __init__(self, tracker: Tracker, samples: int, unit: str):
         self.tracker, self.samples, self.unit = tracker, samples, unit
         self.running: Iterator[int] | None = None
+        self.waiting_since: float | None = None
 
     def callbacks(self) -> dict[str, Callable]:
         """The trainer events and what each does."""
-        return {"on_train_start": self.start, "on_train_batch_end": self.check, "on_fit_epoch_end": self.end}
+        return {
+            "on_train_start": self.start,
+            "on_train_epoch_start": self.mark,
+            "on_train_batch_start": self.fetched,
+            "on_train_batch_end": self.check,
+            "on_fit_epoch_end": self.end,
+        }
+
+    def mark(self, trainer) -> None:
+        """Where a wait for the next batch starts: the epoch's start, or the end of the step before."""
+        self.waiting_since = self.tracker.clock()
+
+    def fetched(self, trainer) -> None:
+        """The trainer has its batch (ultralytics calls this right after its DataLoader yields): the wait ends."""
+        if self.waiting_since is not None:
+            self.tracker.waited(self.tracker.clock() - self.waiting_since)
 
     def start(self, trainer) -> None:
         """Before the first epoch: ask the tracker for it."""
@@ -297,9 +315,10 @@ class EpochClock:
         self._next(trainer)
 
     def check(self, trainer) -> None:
-        """After each batch: stop within the epoch once the budget's minutes are spent."""
+        """After each batch: stop within the epoch once the budget's minutes are spent; the next wait starts."""
         if self.tracker.exhausted():
             trainer.stop = True
+        self.mark(trainer)
 
     def end(self, trainer) -> None:
         """After an epoch (and its checkpoint): log its loss, end it, and stop the trainer unless another may start."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -72,7 +73,8 @@ class Tracker:
 
     The clock starts when the runner calls `start`, just before `fit` (data preparation counts). An epoch starts
     only while the epoch bound is not reached and the longest epoch so far still fits in the minutes left; the first
-    epoch starts unless the minutes are already spent. Plug-ins with long epochs may also poll `exhausted`.
+    epoch starts unless the minutes are already spent. Plug-ins with long epochs may also poll `exhausted`, and time
+    what their steps wait for data with `waiting` (or report it with `waited`).
     """
 
     budget: Budget
@@ -87,7 +89,10 @@ class Tracker:
     epoch_samples: int | None = None
     epoch_unit: str | None = None
     train_seconds: float | None = None  # from the call of fit to its return, set by the runner
+    #: per epoch, the seconds its steps waited for their data; empty when the plug-in does not time it.
+    data_seconds: list[float] = field(default_factory=list)
     clock: Callable[[], float] = time.perf_counter
+    _waited: float | None = None  # the current epoch's data wait so far; None until the plug-in times one
 
     def start(self) -> None:
         """Start the budget's clock (the runner calls this just before `fit`)."""
@@ -121,14 +126,36 @@ class Tracker:
                 return
             self.synchronize()
             begin = self.clock()
+            self._waited = 0.0 if self._waited is not None else None
             try:
                 yield epoch
             finally:  # a loop body that breaks out still counts as an epoch
                 self.synchronize()
                 self.epoch_seconds.append(self.clock() - begin)
+                if self._waited is not None:
+                    self.data_seconds.append(self._waited)
             if self.progress is not None:
                 self.progress(epoch, self.logs[-1] if len(self.logs) > epoch else {})
             epoch += 1
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Time a wait for training data (a batch cut, loaded or copied) as part of the current epoch's data wait.
+
+        Host time: on a GPU, work queued on the device is not waited for, so a batch cut on the device counts only
+        what holds the host (a host-side stall starves the device; queued device work does not).
+        """
+        begin = self.clock()
+        try:
+            yield
+        finally:
+            self.waited(self.clock() - begin)
+
+    def waited(self, seconds: float) -> None:
+        """Add seconds of data wait the plug-in measured itself (e.g. between a library's batch callbacks)."""
+        if self._waited is None and self.epoch_seconds:  # the first timed wait falls in a running epoch
+            self.data_seconds.extend([float("nan")] * len(self.epoch_seconds))
+        self._waited = (self._waited or 0.0) + seconds
 
     def log(self, **values: float) -> None:
         """Record the current epoch's figures (loss, ...) for the progress display and the results."""
@@ -158,6 +185,9 @@ class Architecture(abc.ABC):
     #: the saved models of other entries of this suite run that `reusable_entries` matched, by entry index; the
     #: runner sets them before `fit`, which loads them instead of training those entries again.
     saved_models: Mapping[int, SavedModel] = MappingProxyType({})
+    #: the suite's compute precision on this device, set by the runner before `fit`: "bf16" (mixed precision:
+    #: autocast to bfloat16) or "fp32"; a plug-in that cannot run in bf16 may ignore it.
+    precision: str = "fp32"
 
     def __init__(self, config: dict[str, Any], particles: ParticleTable, device: str, seed: int):
         self.check_config(config)

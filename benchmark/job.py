@@ -32,7 +32,7 @@ from benchmark.interface import Architecture, Budget, Sample, SavedModel, Tracke
 from benchmark.postprocessing import Pipeline, StepData
 from benchmark.registry import ARCHITECTURES
 from benchmark.submission import write_submission
-from benchmark.suite import ArchitectureSpec, DataSpec, Suite, load_suite
+from benchmark.suite import ArchitectureSpec, Compute, DataSpec, Suite, load_suite
 from metrics.fbeta import score_picks
 from metrics.resources import MemoryReading, PeakMemory, synchronizer
 from metrics.thresholds import apply_thresholds, tune_thresholds
@@ -84,8 +84,11 @@ def load_samples(project: Project, runs: list[str], data: DataSpec) -> list[Samp
     return samples
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python and NumPy, and torch with deterministic kernels when a plug-in has loaded it."""
+DEFAULT_COMPUTE = Compute()
+
+
+def seed_everything(seed: int, compute: Compute = DEFAULT_COMPUTE) -> None:
+    """Seed Python and NumPy, and torch (when a plug-in has loaded it) with the suite's kernel choices."""
     random.seed(seed)
     np.random.seed(seed)
     if "torch" in sys.modules:
@@ -93,9 +96,9 @@ def seed_everything(seed: int) -> None:
 
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.manual_seed(seed)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = compute.deterministic
+        torch.backends.cudnn.benchmark = compute.cudnn_benchmark
+        torch.use_deterministic_algorithms(compute.deterministic, warn_only=True)
 
 
 def reusable_entries(factory: object, config: dict) -> list[dict]:
@@ -185,12 +188,13 @@ def run_job(job: JobSpec) -> dict:
     project = Project(job.config)
     factory = ARCHITECTURES.load(spec.name, job.module)
     split, budget = suite.folds[job.fold], job_budget(suite, spec, factory, len(job.reuse))
-    seed_everything(job.seed)
+    seed_everything(job.seed, suite.compute)
     samples = {name: load_samples(project, getattr(split, name), suite.data) for name in ("train", "val")}
     tracker = Tracker(budget, synchronizer(job.device))
     with PeakMemory(job.device) as fit_memory:  # the baseline: imports and opened data, before the model is built
         model = factory(spec.config, project.particles, job.device, job.seed)
         model.workdir = folder / "work"
+        model.precision = suite.compute.precision_on(job.device)
         model.saved_models = {
             r["index"]: SavedModel(r["label"], Path(r["folder"]), r["train_seconds"]) for r in job.reuse
         }
@@ -222,6 +226,7 @@ def run_job(job: JobSpec) -> dict:
         "scores": scores,
         "resources": {
             "device": job.device,
+            "precision": model.precision,  # what the plug-in ran in: the suite's, or its own where it says so
             **_training_columns(tracker, sum(r["train_seconds"] for r in job.reuse)),
             "members": _members(reusable_entries(factory, spec.config), job.reuse),
             **_memory_columns(fit_memory.reading, ""),
@@ -400,9 +405,19 @@ def _training_columns(tracker: Tracker, reused_seconds: float = 0.0) -> dict[str
         "epoch_unit": tracker.epoch_unit,
         "epoch_seconds_median": float(np.median(epochs)) if len(epochs) else None,
         "epoch_seconds_iqr": _iqr(epochs),
+        "data_wait_share": _data_wait_share(tracker),
         "train_seconds": tracker.train_seconds + reused_seconds,
         "reused_train_seconds": reused_seconds,
     }
+
+
+def _data_wait_share(tracker: Tracker) -> float | None:
+    """The share of the timed epochs' seconds their steps waited for data; None when the plug-in did not time it."""
+    timed = [(w, e) for w, e in zip(tracker.data_seconds, tracker.epoch_seconds, strict=False) if np.isfinite(w)]
+    if not timed:
+        return None
+    waits, seconds = np.asarray(timed).T
+    return float(waits.sum() / seconds.sum()) if seconds.sum() > 0 else None
 
 
 def _memory_columns(reading: MemoryReading, prefix: str) -> dict[str, object]:

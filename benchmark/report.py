@@ -215,10 +215,11 @@ class Report:
                 epochs + (f" (cut by the cap in {cut} of {len(found)})" if cut else ""),
                 _epoch_definition(found),
                 _median_iqr(found["epoch_seconds_median"], found["epoch_seconds_iqr"], 1),
+                _data_wait(found),
                 _mean_std(found["train_seconds"], 0),
             ])  # fmt: skip
         header = ["Architecture", "Budget (min)", "Epochs run / bound", "One epoch", "Time per epoch (s)",
-                  "Training (s)"]  # fmt: skip
+                  "Data wait", "Training (s)"]  # fmt: skip
         return _markdown_table(rows, header)
 
     def parts_notes(self) -> list[str]:
@@ -508,6 +509,14 @@ def _steps(steps: str) -> str:
         params = ", ".join(f"{k}={v}" for k, v in step.items() if k != "step")
         parts.append(f"`{step['step']}({params})`")
     return " → ".join(parts) or "none"
+
+
+def _data_wait(found: pd.DataFrame) -> str:
+    """The share of the epochs' time the steps waited for data (mean over jobs), with the precision they ran in."""
+    shares = found["data_wait_share"].dropna()
+    precision = ", ".join(sorted(set(found["precision"].dropna())))
+    share = f"{100 * shares.mean():.1f}%" if len(shares) else "-"
+    return f"{share} ({precision})" if precision else share
 
 
 def _epoch_definition(found: pd.DataFrame) -> str:

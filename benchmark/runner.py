@@ -220,6 +220,7 @@ def _new_manifest(suite: Suite, data: dict, device: str, seeds: list[int], comma
         "repeats": suite.repeats or (3 if device.startswith("cuda") else 1),
         "seeds": seeds,
         "device": device,
+        "compute": suite.compute.on(device),
         "environment": environment(device),
         "command": command,
         "created": utc_now(),

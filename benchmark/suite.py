@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 EXAMPLE = "suites/smoke.yaml"
 SPLIT_FOLD = "ts"  # the fold name of the suite's own split
 EVALUATE = ("test", "val")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,27 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Compute:
+    """The numerics every deep plug-in of a suite runs with: `precision` ("auto" is bf16 mixed precision on a GPU
+    and fp32 on CPU), deterministic kernels, and cudnn's autotuner (faster convolutions for timing runs, not
+    deterministic, so never with `deterministic`)."""
+
+    precision: str = "auto"
+    deterministic: bool = True
+    cudnn_benchmark: bool = False
+
+    def precision_on(self, device: str) -> str:
+        """The precision a job on `device` runs in: "bf16" or "fp32"."""
+        if self.precision != "auto":
+            return self.precision
+        return "bf16" if device.startswith("cuda") else "fp32"
+
+    def on(self, device: str) -> dict[str, Any]:
+        """The settings as a job on `device` applies them, for the manifest."""
+        return {**asdict(self), "precision": self.precision_on(device)}
+
+
+@dataclass(frozen=True)
 class ArchitectureSpec:
     """One architecture of a suite: its registered name, the label that keys its results, config, epoch bound,
     post-processing steps and ablation variants (each {"name", "steps"}: more steps applied to the same candidates,
@@ -94,6 +116,7 @@ class Suite:
     folds: dict[str, Split] = field(default_factory=dict)  # fold name -> split; "ts" is the split itself
     evaluate: str = "test"  # the split scored and reported: "test", or "val" for a selection suite
     repeats: int | None = None  # timed predictions per tomogram; None: 1 on CPU, 3 on GPU
+    compute: Compute = Compute()
 
     @property
     def sha256(self) -> str:
@@ -147,6 +170,7 @@ def _parse(raw: Any, path: Path) -> Suite:
     reader = _Fields(raw, path, "")
     data = reader.section("data")
     budget = reader.section("budget")
+    compute = reader.section("compute") if "compute" in reader.raw else _Fields({}, path, "compute.")
     split = _split(reader.section("split"))
     suite = Suite(
         name=reader.name("name"),
@@ -173,11 +197,21 @@ def _parse(raw: Any, path: Path) -> Suite:
         folds={SPLIT_FOLD: split, **_folds(reader, split)},
         evaluate=reader.choice("evaluate", EVALUATE, "test"),
         repeats=reader.positive("repeats", None),
+        compute=Compute(
+            precision=compute.choice("precision", PRECISIONS, Compute.precision),
+            deterministic=compute.get("deterministic", bool, Compute.deterministic),
+            cudnn_benchmark=compute.get("cudnn_benchmark", bool, Compute.cudnn_benchmark),
+        ),
     )
-    for section in (reader, data, budget):
+    for section in (reader, data, budget, compute):
         section.refuse_unknown()
     for fold, fold_split in suite.folds.items():
         fold_split.check(f"suite file {path}, " + ("split" if fold == SPLIT_FOLD else f"fold '{fold}'"))
+    if suite.compute.deterministic and suite.compute.cudnn_benchmark:
+        raise BenchError(
+            f"suite file {path}: 'compute.cudnn_benchmark' picks kernels that are not deterministic; set "
+            "'compute.deterministic: false' with it, or leave it off"
+        )
     if not suite.architectures:
         raise BenchError(f"suite file {path}: 'architectures' is empty; list at least one (see {EXAMPLE})")
     labels = [a.label for a in suite.architectures]

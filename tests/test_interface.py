@@ -65,6 +65,25 @@ def test_a_loop_that_breaks_still_counts_its_epoch():
     assert tracker.epoch_samples is None and tracker.epoch_unit is None
 
 
+def test_the_tracker_times_each_epochs_waits_for_data():
+    clock = FakeClock()
+    tracker = Tracker(Budget(minutes=10, epochs=2), clock=clock)
+    for epoch in tracker.epochs():
+        for _ in range(3):
+            with tracker.waiting():
+                clock.now += 0.5 * (epoch + 1)  # cutting a batch
+            clock.now += 2.0  # the step
+        tracker.waited(0.25)  # a wait the plug-in measured itself
+    assert tracker.data_seconds == [1.75, 3.25]
+    assert tracker.epoch_seconds == [7.5, 9.0]
+
+
+def test_a_tracker_whose_plug_in_never_waits_records_no_data_wait():
+    tracker = Tracker(Budget(minutes=10, epochs=2))
+    assert len(list(tracker.epochs())) == 2
+    assert tracker.data_seconds == []
+
+
 def test_tracker_reports_progress_per_epoch():
     shown = []
     tracker = Tracker(Budget(minutes=10, epochs=2), progress=lambda epoch, logs: shown.append((epoch, logs)))

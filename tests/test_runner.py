@@ -41,6 +41,7 @@ def test_run_writes_manifest_tables_and_predictions(smoke_run, smoke_config):
 
     assert manifest["budget"] == {"minutes": 2.0, "epochs": 1, "grace_minutes": 1.0, "predict_minutes": None}
     assert manifest["repeats"] == 1 and manifest["folds"] == {"ts": manifest["split"]}
+    assert manifest["compute"] == {"precision": "fp32", "deterministic": True, "cudnn_benchmark": False}
 
     scores = smoke_run.table("scores")
     assert list(scores.columns) == TABLES["scores"]
@@ -63,6 +64,10 @@ def test_resources_measure_what_their_columns_say(smoke_run):
     assert (resources["stopped_by"].isin(["epochs", "plug-in"])).all() and (resources["minutes"] == 2).all()
     deepfindet = resources[resources["architecture"] == "deepfindet"].iloc[0]
     assert (deepfindet["epochs"], deepfindet["epoch_samples"], deepfindet["epoch_unit"]) == (1, 32, "32x32x32 patches")
+    assert (resources["precision"] == "fp32").all()
+    learned = resources.set_index("architecture")["data_wait_share"]
+    assert learned[["deepfindet", "unet3d", "heatmap-unet", "faster-rcnn", "yolov8"]].between(0, 1).all()
+    assert learned[["matched-filter"]].isna().all()  # it times no batches
     assert (resources["infer_read_seconds"] > 0).all()
     per_slice = resources["infer_seconds_per_slice"].to_numpy()
     assert per_slice * 48 == pytest.approx(resources["infer_model_seconds"].to_numpy(), rel=0.05)  # 48 z-slices

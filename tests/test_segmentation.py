@@ -94,7 +94,7 @@ def test_classes_are_centred_about_equally_often_however_many_particles_each_has
     chosen = iter(np.random.default_rng(2).permutation(interior)[:69])
     sites = {label: [tuple(next(chosen)) for _ in range(n)] for label, n in {1: 60, 4: 2, 6: 7}.items()}
     _, targets = sampler(sites).batch(3000)
-    centre_classes = targets[:, 0, 4, 4, 4]
+    centre_classes = targets[:, 0, 4, 4, 4].numpy()
     share = {label: np.mean(centre_classes == label) for label in sites}
     assert all(abs(s - 1 / 3) < 0.04 for s in share.values()), share
 
@@ -116,20 +116,31 @@ def test_patch_corners_keep_patches_inside_the_volume(share):
     assert (corners >= 0).all() and (corners <= np.asarray(shape) - 12).all()
     images, targets = patches.batch(3)
     assert images.shape == targets.shape == (3, 1, 12, 12, 12)
-    assert images.dtype == np.float32 and targets.dtype == np.int64
+    assert images.dtype == torch.float32 and targets.dtype == torch.int64
+
+
+def test_heatmap_targets_come_as_float_maps_cut_and_turned_with_their_image():
+    shape = (12, 16, 16)
+    volume = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    maps = np.stack([volume, -volume]).astype(np.float16)  # two channels that are functions of the image
+    patches = PatchSampler([volume], [maps], {1: np.array([[0, 6, 8, 8]])}, 8, 1.0, 3, seed=0)
+    images, targets = patches.batch(20)
+    assert targets.shape == (20, 2, 8, 8, 8) and targets.dtype == torch.float32
+    torch.testing.assert_close(targets[:, 0], images[:, 0].half().float())
+    torch.testing.assert_close(targets[:, 1], -targets[:, 0])
 
 
 def test_augmentations_never_move_z_but_do_turn_and_flip_y_x():
     rng = np.random.default_rng(0)
-    z_ramp = np.broadcast_to(np.arange(8, dtype=np.float32)[:, None, None], (8, 6, 6)).copy()
-    marker = np.zeros((8, 6, 6), dtype=np.uint8)
+    z_ramp = torch.arange(8, dtype=torch.float32)[:, None, None].expand(8, 6, 6)
+    marker = torch.zeros((8, 6, 6), dtype=torch.uint8)
     marker[:, 0, 1] = 1  # not symmetric under any y-x symmetry
     seen = set()
     for _ in range(200):
         image, target = augment(z_ramp + marker, marker, rng)
-        np.testing.assert_array_equal(image - target, z_ramp)  # the z-gradient is intact
+        torch.testing.assert_close(image - target, z_ramp)  # the z-gradient is intact
         assert (target == target[:1]).all()  # every z slice transformed alike
-        seen.add(target[0].tobytes())
+        seen.add(target[0].numpy().tobytes())
     assert len(seen) == 8  # all rotations and reflections of the y-x square
 
 

@@ -137,3 +137,38 @@ def test_the_demo_runs_candidates_of_its_selection_suites_under_the_same_budget(
         for variant in spec.ablation:  # each step of a variant, with its parameters, was a candidate for this entry
             for step in variant["steps"]:
                 assert (spec.name, spec.config, step) in steps, f"{spec.label}+{variant['name']}: {step}"
+
+
+@pytest.mark.parametrize(
+    ("compute", "device", "expected"),
+    [
+        ("", "cpu", {"precision": "fp32", "deterministic": True, "cudnn_benchmark": False}),
+        ("", "cuda", {"precision": "bf16", "deterministic": True, "cudnn_benchmark": False}),
+        (
+            "compute: {precision: fp32}\n",
+            "cuda",
+            {"precision": "fp32", "deterministic": True, "cudnn_benchmark": False},
+        ),
+        (
+            "compute: {deterministic: false, cudnn_benchmark: true}\n",
+            "cuda",
+            {"precision": "bf16", "deterministic": False, "cudnn_benchmark": True},
+        ),
+    ],
+)
+def test_compute_settings_default_to_bf16_on_a_gpu_and_deterministic_kernels(tmp_path, compute, device, expected):
+    suite = load_suite(str(suite_file(tmp_path, compute + SMOKE)))
+    assert suite.compute.on(device) == expected
+
+
+@pytest.mark.parametrize(
+    ("compute", "message"),
+    [
+        ("compute: {precision: fp16}\n", "'compute.precision'"),
+        ("compute: {cudnn_benchmark: true}\n", "set 'compute.deterministic: false' with it"),
+        ("compute: {benchmark: true}\n", "compute.benchmark"),
+    ],
+)
+def test_bad_compute_settings_are_named(tmp_path, compute, message):
+    with pytest.raises(BenchError, match=re.escape(message)):
+        load_suite(str(suite_file(tmp_path, compute + SMOKE)))

@@ -103,7 +103,7 @@ def test_an_unknown_config_option_is_refused_with_the_known_ones():
 
 def test_a_segmenter_whose_defaults_lack_a_shared_option_is_refused_when_defined():
     partial = {k: v for k, v in DEFAULTS.items() if k != "tile_size"}
-    with pytest.raises(TypeError, match=r"Partial\.defaults lacks the segmenter option\(s\) tile_size$"):
+    with pytest.raises(TypeError, match=r"Partial\.defaults lacks the option\(s\) tile_size$"):
 
         class Partial(UNet3D):
             defaults = partial

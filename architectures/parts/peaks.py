@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import ndimage
+from torch.nn import functional
 
 from benchmark.coords import XYZ, voxel_to_angstrom
 
@@ -18,6 +20,39 @@ def local_maxima(
     values = volume[tuple(zyx.T)]
     order = np.argsort(-values, kind="stable")[:max_peaks]
     return zyx[order], values[order]
+
+
+def pooled_maxima(
+    volume: torch.Tensor, size: int, threshold: float, max_peaks: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`local_maxima` on the volume's device: a voxel equal to the maximum of its `size`-wide cube (three separable
+    1D max-pools, edges not padded with values) and above `threshold`; (z, y, x) indices and values, strongest first."""
+    pooled = volume[None, None]
+    for axis in range(3):
+        kernel = [1, 1, 1]
+        kernel[axis] = size
+        padding = [0, 0, 0]
+        padding[axis] = size // 2
+        pooled = functional.max_pool3d(pooled, kernel, stride=1, padding=padding)
+    peaks = (volume == pooled[0, 0]) & (volume > threshold)
+    zyx, values = peaks.nonzero(), volume[peaks]  # both in row-major order
+    order = torch.argsort(values, descending=True, stable=True)[:max_peaks]
+    return zyx[order].cpu().numpy(), values[order].float().cpu().numpy()
+
+
+def refined_centres(volume: torch.Tensor, zyx: np.ndarray, half: int) -> np.ndarray:
+    """Sub-voxel (z, y, x) centres of peaks: the value-weighted mean position over each peak's cube of half-width
+    `half` (cut at the volume's edges), which averages out the noise of a single maximum voxel."""
+    if not len(zyx):
+        return np.empty((0, 3))
+    reach = torch.arange(-half, half + 1, device=volume.device)
+    offsets = torch.stack(torch.meshgrid(reach, reach, reach, indexing="ij"), dim=-1).reshape(-1, 3)
+    points = torch.as_tensor(zyx, device=volume.device)[:, None, :] + offsets  # (peaks, cube, 3)
+    upper = torch.tensor(volume.shape, device=volume.device) - 1
+    inside = ((points >= 0) & (points <= upper)).all(dim=-1)
+    weights = volume[tuple(points.clamp(min=0).minimum(upper).unbind(-1))].float().clamp(min=0) * inside
+    centres = (weights[..., None] * points).sum(dim=1) / weights.sum(dim=1, keepdim=True)
+    return centres.cpu().numpy()
 
 
 def picks_from_voxels(

@@ -6,7 +6,7 @@ Class index = copick label, 0 is background. Volumes are (z, y, x) at pyramid le
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,7 @@ from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
+from architectures.parts.device import to_device
 from architectures.parts.peaks import picks_from_voxels
 from benchmark.coords import XYZ, angstrom_to_voxel
 from benchmark.data import Tomogram
@@ -71,6 +72,26 @@ def paint_spheres(
     return labels
 
 
+def paint_gaussians(
+    shape: tuple[int, int, int], picks: pd.DataFrame, particles: ParticleTable, voxel_size: float, fraction: float
+) -> np.ndarray:
+    """Per-class heatmaps (labels 1..max as channels 0..max-1, float16): a Gaussian of sigma `fraction` x radius
+    around each Å pick, peak 1 at its exact centre, overlapping Gaussians of a class combined by their maximum."""
+    maps = np.zeros((class_count(particles) - 1, *shape), dtype=np.float32)
+    for particle in particles:
+        xyz = picks.loc[picks["particle_type"] == particle.name, XYZ].to_numpy(float)
+        sigma = target_radius(particle.radius, voxel_size, fraction)
+        reach = np.arange(-math.ceil(3 * sigma), math.ceil(3 * sigma) + 2)
+        offsets = np.stack(np.meshgrid(reach, reach, reach, indexing="ij"), axis=-1).reshape(-1, 3)
+        centres = angstrom_to_voxel(xyz, voxel_size)
+        voxels = np.floor(centres).astype(int)[:, None, :] + offsets  # (picks, box, 3): a box around each pick
+        values = np.exp(-np.square(voxels - centres[:, None, :]).sum(-1) / (2 * sigma**2))
+        inside = np.all((voxels >= 0) & (voxels < shape), axis=-1)
+        channel = maps[particle.label - 1]
+        np.maximum.at(channel, tuple(voxels[inside].T), values[inside])
+    return maps.astype(np.float16)
+
+
 def intensity_statistics(tomogram: Tomogram, slab: int = 16) -> tuple[float, float]:
     """Mean and standard deviation of level 0, accumulated over thin z-slabs so the volume is never held whole.
 
@@ -101,13 +122,14 @@ def standardised(
     return volume
 
 
-def augment(image: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A random 90-degree rotation about z and x-flip (the y-x square's symmetries); z is never moved or mixed."""
+def augment(image: torch.Tensor, target: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random 90-degree rotation about z and x-flip (the y-x square's symmetries) of an image (z, y, x) and its
+    target (z, y, x, or channels first); z is never moved or mixed."""
     turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-    image, target = np.rot90(image, turns, axes=(1, 2)), np.rot90(target, turns, axes=(1, 2))
+    image, target = torch.rot90(image, turns, dims=(-2, -1)), torch.rot90(target, turns, dims=(-2, -1))
     if flip:
-        image, target = image[:, :, ::-1], target[:, :, ::-1]
-    return np.ascontiguousarray(image), np.ascontiguousarray(target)
+        image, target = image.flip(-1), target.flip(-1)
+    return image, target
 
 
 def particle_sites(samples: Sequence[Sample], particles: ParticleTable) -> dict[int, np.ndarray]:
@@ -123,35 +145,45 @@ def particle_sites(samples: Sequence[Sample], particles: ParticleTable) -> dict[
 
 
 class PatchSampler:
-    """Cubic training patches: a share centred near a particle of a uniformly drawn class, the rest anywhere."""
+    """Cubic training patches cut on the device from volumes held there: a share centred near a particle of a
+    uniformly drawn class, the rest anywhere.
+
+    A target is a class-index volume (z, y, x), uint8, or per-class maps (channels, z, y, x), float; patches come
+    as float32 images (n, 1, s, s, s) with int64 class targets (n, 1, s, s, s) or float32 maps (n, channels, s, s,
+    s). Corners and augmentations are drawn on the host (a few numbers per patch), so on a GPU no step waits for the
+    host to cut or copy a batch.
+    """
 
     def __init__(
         self,
-        volumes: Sequence[np.ndarray],
-        targets: Sequence[np.ndarray],
+        volumes: Sequence[np.ndarray | torch.Tensor],
+        targets: Sequence[np.ndarray | torch.Tensor],
         sites: dict[int, np.ndarray],
         size: int,
         particle_share: float,
         jitter: int,
         seed: int,
+        device: str = "cpu",
     ):
-        small = [v.shape for v in volumes if min(v.shape) < size]
+        small = [tuple(v.shape) for v in volumes if min(v.shape) < size]
         if small:
             raise BenchError(f"patch size {size} exceeds the training volume {small[0]}; lower 'patch_size'")
-        self.volumes, self.targets, self.sites = list(volumes), list(targets), sites
-        self.size, self.particle_share, self.jitter = size, particle_share, jitter
+        self.volumes = [torch.as_tensor(v).to(device) for v in volumes]
+        self.targets = [torch.as_tensor(t).to(device) for t in targets]
+        self.sites, self.size, self.particle_share, self.jitter = sites, size, particle_share, jitter
         self.rng = np.random.default_rng(seed)
 
     @classmethod
     def from_samples(
-        cls, samples: Sequence[Sample], particles: ParticleTable, fraction: float, **options
+        cls,
+        samples: Sequence[Sample],
+        target: Callable[[Sample], np.ndarray],
+        particles: ParticleTable,
+        **options,
     ) -> PatchSampler:
-        """Read (once), standardise and paint the target spheres of every sample, kept in memory."""
+        """Read (once) and standardise every sample, with its `target`, held on the device."""
         volumes = [standardised(s.tomogram) for s in samples]
-        targets = [
-            paint_spheres(s.tomogram.shape, s.picks, particles, s.tomogram.voxel_size, fraction) for s in samples
-        ]
-        return cls(volumes, targets, particle_sites(samples, particles), **options)
+        return cls(volumes, [target(s) for s in samples], particle_sites(samples, particles), **options)
 
     def origin(self) -> tuple[int, np.ndarray]:
         """A patch's volume index and corner: near a particle of a uniformly drawn class, or anywhere (background)."""
@@ -164,16 +196,19 @@ class PatchSampler:
         index = int(self.rng.integers(len(self.volumes)))  # a uniform corner: no pile-up of patches at the faces
         return index, self.rng.integers(0, np.asarray(self.volumes[index].shape) - self.size + 1)
 
-    def batch(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """Augmented images (count, 1, s, s, s) float32 and class targets (count, 1, s, s, s) int64."""
+    def batch(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augmented images and their targets, on the device (see the class)."""
         images, targets = [], []
         for _ in range(count):
             index, corner = self.origin()
-            box = tuple(slice(c, c + self.size) for c in corner)
-            image, target = augment(self.volumes[index][box], self.targets[index][box], self.rng)
+            box = tuple(slice(int(c), int(c) + self.size) for c in corner)
+            image, target = augment(self.volumes[index][box], self.targets[index][(..., *box)], self.rng)
             images.append(image)
             targets.append(target)
-        return np.stack(images)[:, None], np.stack(targets)[:, None].astype(np.int64)
+        images, targets = torch.stack(images)[:, None], torch.stack(targets)
+        if targets.dim() == 4:  # class indices: one channel, int64 for the losses
+            return images, targets[:, None].long()
+        return images, targets.float()
 
 
 @dataclass(frozen=True)
@@ -222,20 +257,21 @@ class SlidingWindow:
         return [(a, b, c) for a in z for b in y for c in x]
 
 
-def segment(
-    tomogram: Tomogram, predictor: Predictor, window: SlidingWindow, device: str, slab: int = 8
-) -> tuple[np.ndarray, np.ndarray]:
-    """Whole-volume argmax classes (uint8) and their probability (float16), one tile of the lazy tomogram at a time.
+def window_outputs(
+    tomogram: Tomogram, predictor: Predictor, window: SlidingWindow, device: str
+) -> Iterator[tuple[tuple[slice, slice, slice], torch.Tensor]]:
+    """Per tile of the lazy tomogram: the region of the volume it settles and the predictor's blended output
+    (channels, *region) there, on the device.
 
-    A tile costs 36 bytes per voxel while MONAI blends it (input, class maps and count map in float32).
+    A tile is standardised with the whole volume's statistics, copied to the device from pinned memory (on a GPU),
+    and MONAI's sliding window runs its batched windows and blends them there; a tile costs 4 bytes per voxel and
+    channel (input, outputs and count map in float32).
     """
     statistics = intensity_statistics(tomogram)
-    labels = np.zeros(tomogram.shape, dtype=np.uint8)
-    probability = np.zeros(tomogram.shape, dtype=np.float16)
     for spans in window.tiles(tomogram.shape):
-        image = standardised(tomogram, statistics, tuple(slice(a, b) for a, b, _, _ in spans))
+        image = to_device(standardised(tomogram, statistics, tuple(slice(a, b) for a, b, _, _ in spans)), device)
         output = sliding_window_inference(
-            torch.from_numpy(image)[None, None],
+            image[None, None],
             window.roi_size,
             window.sw_batch_size,
             predictor,
@@ -246,13 +282,22 @@ def segment(
         )[0]
         del image
         keep = tuple(slice(c - a, d - a) for a, _, c, d in spans)
-        for z in range(keep[0].start, keep[0].stop, slab):  # argmax in slabs keeps the int64 indices small
-            inner = (slice(z, min(z + slab, keep[0].stop)), *keep[1:])
-            best, index = output[(slice(None), *inner)].max(dim=0)
-            place = tuple(slice(s.start + a, s.stop + a) for s, (a, *_) in zip(inner, spans, strict=True))
-            labels[place] = index.to(torch.uint8).cpu().numpy()
-            probability[place] = best.to(torch.float16).cpu().numpy()
+        yield tuple(slice(c, d) for _, _, c, d in spans), output[(slice(None), *keep)]
         del output
+
+
+def segment(
+    tomogram: Tomogram, predictor: Predictor, window: SlidingWindow, device: str, slab: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-volume argmax classes (uint8) and their probability (float16), one tile at a time (`window_outputs`)."""
+    labels = np.zeros(tomogram.shape, dtype=np.uint8)
+    probability = np.zeros(tomogram.shape, dtype=np.float16)
+    for place, output in window_outputs(tomogram, predictor, window, device):
+        for z in range(0, output.shape[1], slab):  # argmax in slabs keeps the int64 indices small
+            best, index = output[:, z : z + slab].max(dim=0)
+            inner = (slice(place[0].start + z, min(place[0].start + z + slab, place[0].stop)), *place[1:])
+            labels[inner] = index.to(torch.uint8).cpu().numpy()
+            probability[inner] = best.to(torch.float16).cpu().numpy()
     return labels, probability
 
 
