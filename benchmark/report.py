@@ -313,7 +313,7 @@ class Report:
                 else "single run: no spread or interval"
             ),
             f"- Device: {environment['device_name']}; torch {environment['libraries']['torch']} with "
-            f"{environment.get('num_threads')} threads; commit {git['short']}"
+            f"{environment.get('num_threads')} threads; {_compute(manifest.get('compute'))}; commit {git['short']}"
             f"{' (uncommitted changes)' if git['dirty'] else ''}; run {manifest['created']}",
         ]
 
@@ -366,7 +366,9 @@ class Report:
                 "One budget for every architecture: wall-clock minutes from the call of `fit` (data preparation "
                 "included) to its return. When an architecture's epoch bound ends its training first, its result does "
                 "not depend on the machine's speed; a run the cap cut short says so below. Time per epoch: the median "
-                "epoch, ± its IQR for one run or ± the std of the medians over runs.",
+                "epoch, ± its IQR for one run or ± the std of the medians over runs. Data wait: the share of the "
+                "epochs' time the training steps waited for their batch (host time: cutting, loading, copying), mean "
+                "over runs, with the precision the plug-in trained in; '-' where a plug-in times no batches.",
                 "",
                 self.training_table(),
                 *self.parts_notes(),
@@ -509,6 +511,14 @@ def _steps(steps: str) -> str:
         params = ", ".join(f"{k}={v}" for k, v in step.items() if k != "step")
         parts.append(f"`{step['step']}({params})`")
     return " → ".join(parts) or "none"
+
+
+def _compute(compute: dict | None) -> str:
+    """The manifest's compute settings in words (older manifests have none)."""
+    if not compute:
+        return "compute settings not recorded"
+    kernels = "deterministic kernels" if compute["deterministic"] else "non-deterministic kernels"
+    return f"{compute['precision']} precision, {kernels}" + (", cudnn autotuner" if compute["cudnn_benchmark"] else "")
 
 
 def _data_wait(found: pd.DataFrame) -> str:

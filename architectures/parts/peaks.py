@@ -25,16 +25,13 @@ def local_maxima(
 def pooled_maxima(
     volume: torch.Tensor, size: int, threshold: float, max_peaks: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`local_maxima` on the volume's device: a voxel equal to the maximum of its `size`-wide cube (three separable
-    1D max-pools, edges not padded with values) and above `threshold`; (z, y, x) indices and values, strongest first."""
-    pooled = volume[None, None]
-    for axis in range(3):
-        kernel = [1, 1, 1]
-        kernel[axis] = size
-        padding = [0, 0, 0]
-        padding[axis] = size // 2
-        pooled = functional.max_pool3d(pooled, kernel, stride=1, padding=padding)
-    peaks = (volume == pooled[0, 0]) & (volume > threshold)
+    """`local_maxima` on the volume's device: a voxel equal to the maximum of its `size`-wide cube (separable
+    sliding maxima, the cube cut at the edges) and above `threshold`; (z, y, x) indices and values, strongest first."""
+    pooled = volume
+    for axis in range(3):  # a strided window view reduced by amax: several times faster than max_pool3d on CPU
+        line = functional.pad(pooled.movedim(axis, -1), (size // 2, size // 2), value=float("-inf"))
+        pooled = line.unfold(-1, size, 1).amax(dim=-1).movedim(-1, axis)
+    peaks = (volume == pooled) & (volume > threshold)
     zyx, values = peaks.nonzero(), volume[peaks]  # both in row-major order
     order = torch.argsort(values, descending=True, stable=True)[:max_peaks]
     return zyx[order].cpu().numpy(), values[order].float().cpu().numpy()
