@@ -105,15 +105,21 @@ class FasterRCNNSlices(Architecture):
                     break
                 with tracker.waiting():
                     images, targets = sampler.batch(c["batch_size"], self.device)
-                with autocast(self.device, self.precision):
-                    loss = sum(self.network(images, targets).values())
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                total += loss.detach()
+                total += self.training_step(images, targets, optimiser)
                 steps += 1
             tracker.log(loss=total.item() / steps if steps else float("nan"))  # the epoch's one host sync
         self.network.eval()
+
+    def training_step(
+        self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]], optimiser: torch.optim.Optimizer
+    ) -> torch.Tensor:
+        """One optimisation step on a batch of slices and their boxes; returns the loss, detached, on the device."""
+        with autocast(self.device, self.precision):
+            loss = sum(self.network(images, targets).values())
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        return loss.detach()
 
     def predict(self, tomogram: Tomogram) -> pd.DataFrame:
         """Detect on every slice in batches, then merge the detections of each type across slices into 3D picks."""

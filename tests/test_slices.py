@@ -11,7 +11,7 @@ import pytest
 
 from architectures.parts.merge import clusters_to_picks, merge_detections
 from architectures.parts.slices import SliceSpec, augment_slice, box_targets, normalised_volume, slice_images
-from benchmark.data import Project
+from benchmark.data import Project, Tomogram
 from benchmark.errors import BenchError
 from benchmark.particles import ParticleTable
 
@@ -87,6 +87,12 @@ def test_normalised_volume_is_clipped_at_the_percentiles_into_zero_one(tomogram)
     assert volume.min() == 0.0 and volume.max() == pytest.approx(1.0)
     assert 0.045 < (volume == 0.0).mean() < 0.055  # both tails clipped: 5% each
     assert 0.045 < (volume >= 1.0 - 1e-6).mean() < 0.055
+
+
+def test_normalising_an_in_memory_tomogram_leaves_its_data_as_it_was():
+    data = np.random.default_rng(0).normal(size=(8, 16, 16)).astype(np.float32)
+    normalised_volume(Tomogram("TS", "denoised", 10.0, (data,)), SliceSpec())
+    np.testing.assert_array_equal(data, np.random.default_rng(0).normal(size=(8, 16, 16)).astype(np.float32))
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ class SliceSpec:
 
 def normalised_volume(tomogram: Tomogram, spec: SliceSpec) -> np.ndarray:
     """The level as float32 in [0, 1]: clipped at the spec's percentiles of the whole volume, then scaled."""
-    volume = tomogram.read(spec.level)
+    volume = tomogram.read(spec.level).copy()  # scaled in place: read() may return a view of an in-memory level
     low, high = (float(v) for v in np.percentile(volume, spec.percentiles))
     np.clip(volume, low, high, out=volume)
     volume -= low
