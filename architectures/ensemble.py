@@ -114,6 +114,7 @@ class Ensemble(Architecture):
             own.start()
             member.fit(train, val, own.budget, own)
             self.trained_here.append(label)
+        self.precision = ", ".join(sorted({member.precision for member in self.members}))  # what the members ran in
         for _ in tracker.epochs(samples=len(val), unit="val tomograms"):
             if self.config["weights"] == "tune":
                 self.weights = self._tuned_weights(val)

@@ -31,7 +31,7 @@ from torchvision.models.detection.backbone_utils import mobilenet_backbone
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from architectures.parts.device import autocast, to_device
+from architectures.parts.device import to_device
 from architectures.parts.merge import SliceBoxes, detect_slices, picks_from_detections
 from architectures.parts.slices import SliceSpec, augment_slice, box_targets, normalised_volume, slice_images
 from architectures.parts.volumes import class_count
@@ -90,6 +90,9 @@ class FasterRCNNSlices(Architecture):
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], budget: Budget, tracker: Tracker) -> None:
         """Train on slices of the train runs: `positive_share` of them hold a particle, all are augmented."""
+        # fp32 whatever the suite's precision: under autocast torchvision's box coder casts anchors and proposals to
+        # the head's bf16, which rounds them to 2-4 pixels on 630-pixel slices (an apo-ferritin box is about 12)
+        self.precision = "fp32"
         c = self.config
         sampler = SliceSampler(train, self.particles, self.spec, c, self.seed)
         self.statistics, self.shape = sampler.statistics, sampler.shape
@@ -114,8 +117,7 @@ class FasterRCNNSlices(Architecture):
         self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]], optimiser: torch.optim.Optimizer
     ) -> torch.Tensor:
         """One optimisation step on a batch of slices and their boxes; returns the loss, detached, on the device."""
-        with autocast(self.device, self.precision):
-            loss = sum(self.network(images, targets).values())
+        loss = sum(self.network(images, targets).values())
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -271,8 +273,8 @@ class SliceSampler:
             images.append(to_device(image, device))
             targets.append(
                 {
-                    "boxes": torch.tensor(boxes, dtype=torch.float32, device=device).reshape(-1, 4),
-                    "labels": torch.tensor(rows["label"].to_numpy(), dtype=torch.int64, device=device),
+                    "boxes": to_device(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), device),
+                    "labels": to_device(rows["label"].to_numpy(dtype=np.int64), device),
                 }
             )
         return images, targets

@@ -81,11 +81,13 @@ class HeatmapUNet(PatchNetwork):
     defaults = DEFAULTS
     memory_format = torch.channels_last_3d
 
-    def __init__(self, config, particles, device, seed):
-        unknown = [flip for flip in {**DEFAULTS, **config}["tta_flips"] if flip not in FLIPS]
-        if unknown:
-            raise BenchError(f"heatmap-unet: tta_flips {unknown} unknown; use any of {', '.join(FLIPS)}")
-        super().__init__(config, particles, device, seed)
+    @classmethod
+    def check_config(cls, config: dict) -> None:
+        """Unknown options (as every plug-in), and flips that are not a list of FLIPS' names: before any job runs."""
+        super().check_config(config)
+        flips = config.get("tta_flips", [])
+        if not isinstance(flips, list) or any(flip not in FLIPS for flip in flips):
+            raise BenchError(f"heatmap-unet: tta_flips {flips!r} must be a list of any of {', '.join(FLIPS)}")
 
     def network_for(self) -> SegResNet:
         """MONAI's SegResNet of the config: one input channel, one output per particle class."""
@@ -142,7 +144,7 @@ class HeatmapUNet(PatchNetwork):
         with torch.inference_mode():
             maps = self.heatmaps(tomogram)
             for particle in self.particles:
-                half = round(c["peak_fraction"] * particle.radius / tomogram.voxel_size)
+                half = max(1, round(c["peak_fraction"] * particle.radius / tomogram.voxel_size))
                 zyx, values = pooled_maxima(maps[particle.label - 1], 2 * half + 1, c["min_score"], c["max_peaks"])
                 refine = round(c["refine_fraction"] * particle.radius / tomogram.voxel_size)
                 if refine:

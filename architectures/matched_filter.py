@@ -52,6 +52,7 @@ class MatchedFilterDetector(Architecture):
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], budget: Budget, tracker: Tracker) -> None:
         """Grid-search the template of each type on the train runs (one epoch: there is nothing iterative)."""
+        self.precision = "fp32"  # numpy on the host, whatever the suite's precision
         for _ in tracker.epochs(samples=len(train), unit="train tomograms"):
             volumes = [self._spectrum(sample.tomogram) for sample in train]
             self.polarity = self._fit_polarity(train, volumes)

@@ -112,7 +112,7 @@ class YOLOv8Slices(Architecture):
 
             dataset = write_dataset(train, self.particles, self.spec, self.config, folder / "dataset")
             # ultralytics runs its own mixed precision (its `amp`), not the suite's: record what it runs
-            self.precision = "amp" if self.config["amp"] and self._device() != "cpu" else "fp32"
+            self.precision = (self.config["amp"] or "fp32") if self._device() != "cpu" else "fp32"
             self.imgsz = 32 * math.ceil(max(dataset.shape) / 32)
             clock = EpochClock(tracker, dataset.images, "x".join(map(str, dataset.shape)) + " slices")
             events = get_default_callbacks()

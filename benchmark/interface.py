@@ -92,7 +92,7 @@ class Tracker:
     #: per epoch, the seconds its steps waited for their data; empty when the plug-in does not time it.
     data_seconds: list[float] = field(default_factory=list)
     clock: Callable[[], float] = time.perf_counter
-    _waited: float | None = None  # the current epoch's data wait so far; None until the plug-in times one
+    _waited: float | None = field(default=None, init=False, repr=False)  # this epoch's wait; None until one is timed
 
     def start(self) -> None:
         """Start the budget's clock (the runner calls this just before `fit`)."""
@@ -142,8 +142,9 @@ class Tracker:
     def waiting(self) -> Iterator[None]:
         """Time a wait for training data (a batch cut, loaded or copied) as part of the current epoch's data wait.
 
-        Host time: on a GPU, work queued on the device is not waited for, so a batch cut on the device counts only
-        what holds the host (a host-side stall starves the device; queued device work does not).
+        Host time, not synchronised: on a GPU a batch cut on the device counts the time to queue its work, and once
+        the host runs ahead of the device by a full launch queue, the time it blocks for a free slot (then the
+        device, not the data, is the bottleneck). A host-side stall that starves the device counts in full.
         """
         begin = self.clock()
         try:
@@ -186,7 +187,8 @@ class Architecture(abc.ABC):
     #: runner sets them before `fit`, which loads them instead of training those entries again.
     saved_models: Mapping[int, SavedModel] = MappingProxyType({})
     #: the suite's compute precision on this device, set by the runner before `fit`: "bf16" (mixed precision:
-    #: autocast to bfloat16) or "fp32"; a plug-in that cannot run in bf16 may ignore it.
+    #: autocast to bfloat16) or "fp32". A plug-in that runs in another (or none of torch's) sets what it ran in
+    #: during `fit`: the results record this attribute as the job's `compute_precision`.
     precision: str = "fp32"
 
     def __init__(self, config: dict[str, Any], particles: ParticleTable, device: str, seed: int):

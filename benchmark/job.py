@@ -226,7 +226,7 @@ def run_job(job: JobSpec) -> dict:
         "scores": scores,
         "resources": {
             "device": job.device,
-            "precision": model.precision,  # what the plug-in ran in: the suite's, or its own where it says so
+            "compute_precision": model.precision,  # what it ran in: the suite's, or its own where it says so
             **_training_columns(tracker, sum(r["train_seconds"] for r in job.reuse)),
             "members": _members(reusable_entries(factory, spec.config), job.reuse),
             **_memory_columns(fit_memory.reading, ""),

@@ -524,7 +524,7 @@ def _compute(compute: dict | None) -> str:
 def _data_wait(found: pd.DataFrame) -> str:
     """The share of the epochs' time the steps waited for data (mean over jobs), with the precision they ran in."""
     shares = found["data_wait_share"].dropna()
-    precision = ", ".join(sorted(set(found["precision"].dropna())))
+    precision = ", ".join(sorted(set(found["compute_precision"].dropna())))
     share = f"{100 * shares.mean():.1f}%" if len(shares) else "-"
     return f"{share} ({precision})" if precision else share
 

@@ -104,7 +104,8 @@ def test_bf16_runs_the_network_under_autocast_and_fp32_does_not():
 
 
 def test_unknown_flips_and_sizes_the_network_cannot_halve_are_refused_in_one_line():
-    with pytest.raises(BenchError, match="tta_flips \\['z'\\] unknown"):
-        HeatmapUNet({**TINY, "tta_flips": ["z"]}, PARTICLES, "cpu", 0)
+    for flips in (["z"], "yx"):  # a z flip; a string, which would be read letter by letter
+        with pytest.raises(BenchError, match=r"tta_flips .* must be a list of any of x, y, yx"):
+            HeatmapUNet.check_config({"tta_flips": flips})  # what the runner's preflight calls
     with pytest.raises(BenchError, match="multiples of 4"):
         HeatmapUNet({**TINY, "patch_size": 18}, PARTICLES, "cpu", 0)

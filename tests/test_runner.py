@@ -64,7 +64,7 @@ def test_resources_measure_what_their_columns_say(smoke_run):
     assert (resources["stopped_by"].isin(["epochs", "plug-in"])).all() and (resources["minutes"] == 2).all()
     deepfindet = resources[resources["architecture"] == "deepfindet"].iloc[0]
     assert (deepfindet["epochs"], deepfindet["epoch_samples"], deepfindet["epoch_unit"]) == (1, 32, "32x32x32 patches")
-    assert (resources["precision"] == "fp32").all()
+    assert (resources["compute_precision"] == "fp32").all()
     learned = resources.set_index("architecture")["data_wait_share"]
     assert learned[["deepfindet", "unet3d", "heatmap-unet", "faster-rcnn", "yolov8"]].between(0, 1).all()
     assert learned[["matched-filter"]].isna().all()  # it times no batches

@@ -12,8 +12,9 @@ def autocast(device: str, precision: str) -> torch.autocast:
 
 
 def to_device(array: np.ndarray | torch.Tensor, device: str) -> torch.Tensor:
-    """A host array on the device: on a GPU through pinned memory with a non-blocking copy, on CPU shared."""
+    """An array on the device: a host one copied to a GPU through pinned memory, non-blocking (later work on the
+    device's stream is ordered after the copy); on CPU shared, not copied."""
     tensor = torch.as_tensor(array)
-    if torch.device(device).type != "cuda":
-        return tensor
+    if torch.device(device).type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
     return tensor.pin_memory().to(device, non_blocking=True)

@@ -25,8 +25,9 @@ def local_maxima(
 def pooled_maxima(
     volume: torch.Tensor, size: int, threshold: float, max_peaks: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`local_maxima` on the volume's device: a voxel equal to the maximum of its `size`-wide cube (separable
-    sliding maxima, the cube cut at the edges) and above `threshold`; (z, y, x) indices and values, strongest first."""
+    """`local_maxima` on the volume's device: a voxel equal to the maximum of its `size`-wide cube (an odd `size`,
+    centred; separable sliding maxima, the cube cut at the edges) and above `threshold`; (z, y, x) indices and
+    values, strongest first."""
     pooled = volume
     for axis in range(3):  # a strided window view reduced by amax: several times faster than max_pool3d on CPU
         line = functional.pad(pooled.movedim(axis, -1), (size // 2, size // 2), value=float("-inf"))

@@ -1,4 +1,5 @@
-"""Shared pieces of the 3D segmenters: sphere targets, class-balanced patches, tiled inference, picks from labels.
+"""Shared pieces of the patch networks: sphere and Gaussian targets, class-balanced patches cut on the device, tiled
+sliding-window inference, picks from labels.
 
 Class index = copick label, 0 is background. Volumes are (z, y, x) at pyramid level 0.
 """
