@@ -116,3 +116,16 @@ def plugin_path(tmp_path_factory) -> str:
             check=True,
         )  # fmt: skip
     return str(target)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(smoke_config, tmp_path_factory):
+    """One finished smoke suite run with two seeds, by the default launcher, one job at a time."""
+    from commands import bench
+
+    from benchmark.results import ResultsStore
+
+    root = tmp_path_factory.mktemp("results")
+    result = bench("run", "--suite", "smoke", "--results", root, "--seeds", "0,1")
+    assert result.exit_code == 0, result.output
+    return ResultsStore.latest("smoke", root)

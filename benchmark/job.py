@@ -57,7 +57,8 @@ class JobSpec:
     device: str
     repeats: int  # timed predictions of each evaluated tomogram
     session_id: str | None  # copick session for write-back; None to skip it
-    runner_pid: int = 0  # the bench run process: the job dies with it (0: run alone)
+    runner_pid: int = 0  # the bench run process: the job dies with it (0: run alone, or by a scheduler)
+    parallel_jobs: int = 1  # jobs sharing this machine's cores with this one, itself included, at most
     #: saved models of other entries this job reuses: index (into its reusable entries), label, folder, train_seconds
     reuse: list[dict] = field(default_factory=list)
 
@@ -227,6 +228,7 @@ def run_job(job: JobSpec) -> dict:
         "resources": {
             "device": job.device,
             "compute_precision": model.precision,  # what it ran in: the suite's, or its own where it says so
+            "parallel_jobs": job.parallel_jobs,
             **_training_columns(tracker, sum(r["train_seconds"] for r in job.reuse)),
             "members": _members(reusable_entries(factory, spec.config), job.reuse),
             **_memory_columns(fit_memory.reading, ""),

@@ -208,11 +208,16 @@ class Report:
             bound = found["epoch_bound"].dropna()
             low, high = int(found["epochs"].min()), int(found["epochs"].max())
             epochs = (f"{low}" if low == high else f"{low}-{high}") + (f" / {int(bound.iloc[0])}" if len(bound) else "")
-            cut = int((found["stopped_by"] == "minutes").sum())
+            cut = found["stopped_by"] == "minutes"
+            shared = int((cut & (found["parallel_jobs"].fillna(1) > 1)).sum())
+            note = f" (cut by the cap in {int(cut.sum())} of {len(found)}" if cut.any() else ""
+            note += (
+                f"; {shared} of them sharing the cores with other jobs, so trained less than alone)" if shared else ")"
+            )
             rows.append([
                 arch,
                 f"{found['minutes'].iloc[0]:g}",
-                epochs + (f" (cut by the cap in {cut} of {len(found)})" if cut else ""),
+                epochs + (note if cut.any() else ""),
                 _epoch_definition(found),
                 _median_iqr(found["epoch_seconds_median"], found["epoch_seconds_iqr"], 1),
                 _data_wait(found),
@@ -312,6 +317,7 @@ class Report:
                 if self.runs > 1
                 else "single run: no spread or interval"
             ),
+            *_launches(manifest.get("launches", [])),
             f"- Device: {environment['device_name']}; torch {environment['libraries']['torch']} with "
             f"{environment.get('num_threads')} threads; {_compute(manifest.get('compute'))}; commit {git['short']}"
             f"{' (uncommitted changes)' if git['dirty'] else ''}; run {manifest['created']}",
@@ -511,6 +517,19 @@ def _steps(steps: str) -> str:
         params = ", ".join(f"{k}={v}" for k, v in step.items() if k != "step")
         parts.append(f"`{step['step']}({params})`")
     return " → ".join(parts) or "none"
+
+
+def _launches(launches: list[dict]) -> list[str]:
+    """A bullet line on how the jobs were launched, when any run launched more than one at a time or not as child
+    processes (the default states nothing)."""
+    said = [
+        f"{launch['launcher']} launcher, {launch['jobs']} job(s) at once"
+        + ("; jobs shared the cores, each with the threads of a job alone" if launch["slots"][0]["shared"] else "")
+        for launch in launches
+    ]
+    if all(launch["launcher"] == "process" and launch["jobs"] == 1 for launch in launches):
+        return []
+    return [f"- Launch: {'; then '.join(dict.fromkeys(said))} (see the manifest's `launches`)"]
 
 
 def _compute(compute: dict | None) -> str:

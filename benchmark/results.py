@@ -23,9 +23,9 @@ MEMORY = ["peak_memory_gb", "process_peak_memory_gb", "reserved_peak_memory_gb",
 TABLES = {
     "scores": [*JOB, "split", "particle_type", "precision", "recall", "f1", "f4", "tp", "fp", "fn"],
     "resources": [
-        *JOB, "device", "compute_precision", "minutes", "epoch_bound", "epochs", "stopped_by", "epoch_samples",
-        "epoch_unit", "epoch_seconds_median", "epoch_seconds_iqr", "data_wait_share", "train_seconds", "members",
-        "reused_train_seconds",
+        *JOB, "device", "compute_precision", "parallel_jobs", "minutes", "epoch_bound", "epochs", "stopped_by",
+        "epoch_samples", "epoch_unit", "epoch_seconds_median", "epoch_seconds_iqr", "data_wait_share", "train_seconds",
+        "members", "reused_train_seconds",
         *MEMORY, "memory_kind", "nvml_status", *(f"infer_{column}" for column in MEMORY),
         "timed_split", "repeats", "infer_read_seconds", "infer_model_seconds", "infer_postprocess_seconds",
         "infer_seconds_per_tomogram", "infer_seconds_per_tomogram_iqr", "infer_seconds_per_slice",
@@ -41,7 +41,14 @@ TABLES = {
 }  # fmt: skip
 #: columns added after results were first committed: a stored table without them reads them as empty
 ADDED = {
-    "resources": ["members", "reused_train_seconds", "postprocess_seconds", "compute_precision", "data_wait_share"]
+    "resources": [
+        "members",
+        "reused_train_seconds",
+        "postprocess_seconds",
+        "compute_precision",
+        "data_wait_share",
+        "parallel_jobs",
+    ]
 }
 
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import psutil
 from tqdm.auto import tqdm
 
 from benchmark.data import BenchWarning, Project
@@ -22,12 +18,14 @@ from benchmark.environment import environment
 from benchmark.errors import BenchError, Interrupted
 from benchmark.interface import Architecture, Budget
 from benchmark.job import PHASE, JobSpec, job_budget, load_samples, reusable_entries
+from benchmark.launchers import Launcher, Running, Slot, make_launcher, still_running
 from benchmark.postprocessing import Pipeline
 from benchmark.registry import ARCHITECTURES, POSTPROCESSING
 from benchmark.results import RESULTS_ROOT, ResultsStore, job_id, utc_now
 from benchmark.suite import ArchitectureSpec, Suite
 
 Echo = Callable[[str], None]
+POLL_SECONDS = 0.5  # how often the runner looks at its running jobs
 
 
 def synthetic_cache() -> Path:
@@ -110,8 +108,11 @@ def run_suite(
     write_picks: bool = True,
     command: str = "",
     echo: Echo = print,
+    launcher: str = "process",
+    jobs: int = 1,
 ) -> tuple[ResultsStore, dict[str, str]]:
-    """Run the suite's jobs not yet done; returns the results store and the failed jobs with their errors.
+    """Run the suite's jobs not yet done, up to `jobs` at once through `launcher`; returns the results store and the
+    failed jobs with their errors.
 
     Everything that can be checked is checked before a results folder is created (or, on resume, before a job
     runs); the folder is locked for the whole run.
@@ -128,6 +129,8 @@ def run_suite(
         else:
             device = device or suite.device
             check_device(device)
+        launch = make_launcher(launcher, jobs, device, suite.launch)
+        if manifest is None:
             data = resolve_data(suite, config, echo)
         preflight(Project(data["config"]), suite)
         seeds = seeds or (manifest["seeds"] if manifest else suite.seeds)
@@ -138,6 +141,7 @@ def run_suite(
         else:
             manifest["seeds"] = sorted({*manifest["seeds"], *seeds})
             manifest.pop("finished", None)  # running again: reports take the previous finished run meanwhile
+        manifest["launches"] = [*manifest.get("launches", []), {**launch.record(), "started": utc_now()}]
         ordered = sorted(specs, key=lambda spec: bool(reusable_entries(ARCHITECTURES.get(spec.name), spec.config)))
         jobs = [(spec, seed, fold) for seed in seeds for fold in suite.folds for spec in ordered]  # parts first
         for spec, seed, fold in jobs:
@@ -147,54 +151,108 @@ def run_suite(
             )
         store.write_manifest(manifest)
         echo(f"results: {store.folder}")
-        failures = _run_jobs(store, suite, data, jobs, device, write_picks, echo)
+        failures = _run_jobs(store, suite, data, jobs, device, write_picks, launch, echo)
         store.write_manifest({**store.manifest, "finished": utc_now()})
     return store, failures
 
 
-def _run_jobs(store: ResultsStore, suite: Suite, data: dict, jobs: list, device: str, write_picks: bool, echo: Echo):
-    """Run (or recover) every job not yet done; returns the failed ones with their errors."""
+@dataclass
+class _Active:
+    """A job the runner has started and watches."""
+
+    job: JobSpec
+    budget: Budget
+    slot: Slot
+    running: Running
+
+
+def _run_jobs(
+    store: ResultsStore,
+    suite: Suite,
+    data: dict,
+    jobs: list,
+    device: str,
+    write_picks: bool,
+    launcher: Launcher,
+    echo: Echo,
+) -> dict[str, str]:
+    """Run (or recover) every job not yet done, as many at once as the launcher has slots; a job that reuses other
+    entries' models waits for the jobs that train them. Returns the failed jobs with their errors."""
     manifest = store.manifest
-    todo = [job for job in jobs if manifest["jobs"][job_id(job[0].label, *job[1:])]["status"] != "ok"]
-    failures = {}
+    waiting = [job for job in jobs if manifest["jobs"][job_id(job[0].label, *job[1:])]["status"] != "ok"]
+    failures, active, free = {}, {}, launcher.slots()
     session = store.folder.name.split("_")[0]
-    for spec, seed, fold in tqdm(todo, desc=f"suite {suite.name}", unit="job"):
-        picks_session = f"{session}-s{seed}-{fold}" if write_picks else None
-        job = _job_spec(store, suite, data, spec, (seed, fold), device, manifest["repeats"], picks_session)
-        job = replace(job, reuse=_reusable_models(store, suite, spec, seed, fold))
-        if _recovered(store, job):
-            echo(f"recovered: {job.key} had finished before the last run stopped; its result is kept")
-            continue
-        error = _run_job(store, suite, job)
-        if error is not None:
-            failures[job.key] = error
-            echo(f"failed: {spec.label} seed {seed} fold {fold}: {error}")
+    bar = tqdm(total=len(waiting), desc=f"suite {suite.name}", unit="job")
+    try:
+        while waiting or active:
+            pending = {job_id(spec.label, seed, fold) for spec, seed, fold in waiting} | set(active)
+            for spec, seed, fold in list(waiting):
+                if not free or pending & {job_id(part.label, seed, fold) for _, part in _parts(suite, spec)}:
+                    continue
+                waiting.remove((spec, seed, fold))
+                picks_session = f"{session}-s{seed}-{fold}" if write_picks else None
+                job = _job_spec(store, suite, data, spec, (seed, fold), device, manifest["repeats"], picks_session)
+                job = replace(job, reuse=_reusable_models(store, suite, spec, seed, fold))
+                if _recovered(store, job):
+                    echo(f"recovered: {job.key} had finished before the last run stopped; its result is kept")
+                    bar.update()
+                    continue
+                active[job.key] = _start(store, suite, job, launcher, free.pop(0))
+            for key, started in list(active.items()):
+                result = _outcome(started)
+                if result is None:
+                    continue
+                del active[key]
+                free.append(started.slot)
+                _store(store, started.job, result)
+                bar.update()
+                if result["status"] != "ok":
+                    failures[key] = result.get("error")
+                    echo(f"failed: {key}: {result.get('error')}")
+            time.sleep(POLL_SECONDS if active else 0)
+    except KeyboardInterrupt:
+        for key in active:
+            store.update_job(key, status="interrupted", finished=utc_now())
+        raise Interrupted(
+            f"interrupted; finished jobs are kept in {store.folder}; "
+            f"complete them with: bench run --suite {suite.name} --resume {store.folder}"
+        ) from None
+    finally:
+        bar.close()
+        for started in active.values():  # interrupted, or a result that could not be stored: nothing left running
+            started.running.stop()
     return failures
 
 
-def _reusable_models(store: ResultsStore, suite: Suite, spec: ArchitectureSpec, seed: int, fold: str) -> list[dict]:
-    """The saved models of the suite's entries equal (name, config, epoch bound) to the parts `spec` trains, from
-    the jobs of the same seed and fold that succeeded; a part without one is trained by the job itself."""
+def _parts(suite: Suite, spec: ArchitectureSpec) -> list[tuple[int, ArchitectureSpec]]:
+    """The suite's other entries equal (name, config, epoch bound) to a part `spec` trains, with the part's index."""
     entries = reusable_entries(ARCHITECTURES.get(spec.name), spec.config)
-    reuse, resources = [], store.table("resources") if entries else None
-    for index, entry in enumerate(entries):
-        for other in suite.architectures:
-            same = (other.name, other.config, suite.budget_for(other).epochs) == (
-                entry["name"],
-                entry.get("config") or {},
-                entry.get("epochs") or suite.budget.epochs,
-            )
-            key = job_id(other.label, seed, fold)
-            folder = store.job_dir(key) / "model"
-            if other is spec or not same or store.manifest["jobs"].get(key, {}).get("status") != "ok":
-                continue
-            row = resources[(resources["architecture"] == other.label) & (resources["seed"] == seed)]
-            row = row[row["fold"] == fold]
-            if folder.is_dir() and len(row):
-                seconds = float(row["train_seconds"].iloc[0])
-                reuse.append({"index": index, "label": other.label, "folder": str(folder), "train_seconds": seconds})
-                break
-    return reuse
+    return [
+        (index, other)
+        for index, entry in enumerate(entries)
+        for other in suite.architectures
+        if other is not spec
+        and (other.name, other.config, suite.budget_for(other).epochs)
+        == (entry["name"], entry.get("config") or {}, entry.get("epochs") or suite.budget.epochs)
+    ]
+
+
+def _reusable_models(store: ResultsStore, suite: Suite, spec: ArchitectureSpec, seed: int, fold: str) -> list[dict]:
+    """The saved models of the suite's entries equal to the parts `spec` trains, from the jobs of the same seed and
+    fold that succeeded (the first per part); a part without one is trained by the job itself."""
+    parts = _parts(suite, spec)
+    reuse, resources = {}, store.table("resources") if parts else None
+    for index, other in parts:
+        key = job_id(other.label, seed, fold)
+        folder = store.job_dir(key) / "model"
+        if index in reuse or store.manifest["jobs"].get(key, {}).get("status") != "ok":
+            continue
+        row = resources[(resources["architecture"] == other.label) & (resources["seed"] == seed)]
+        row = row[row["fold"] == fold]
+        if folder.is_dir() and len(row):
+            seconds = float(row["train_seconds"].iloc[0])
+            reuse[index] = {"index": index, "label": other.label, "folder": str(folder), "train_seconds": seconds}
+    return list(reuse.values())
 
 
 def _new_manifest(suite: Suite, data: dict, device: str, seeds: list[int], command: str) -> dict:
@@ -244,20 +302,13 @@ def _resumable(store: ResultsStore, suite: Suite, config: str | None, device: st
     if device is not None and device != manifest["device"]:
         raise BenchError(f"{store.folder} was run on device {manifest['device']}; resume without --device")
     for key, job in manifest["jobs"].items():
-        if job["status"] == "running" and _job_alive(job.get("pid"), store.job_dir(key) / "job.json"):
+        running = still_running(job, store.job_dir(key)) if job["status"] == "running" else None
+        if running is not None:
             raise BenchError(
-                f"job {key} of {store.folder} is still running as pid {job['pid']}; wait for it or stop it, then resume"
+                f"job {key} of {store.folder} is still running as {running}; wait for it or stop it, then resume"
             )
     store.check_tables()
     return manifest
-
-
-def _job_alive(pid: int | None, spec: Path) -> bool:
-    """Whether `pid` is a live job process running `spec` (not a reused pid)."""
-    try:
-        return pid is not None and str(spec) in psutil.Process(pid).cmdline()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
 
 
 def _job_spec(
@@ -304,37 +355,41 @@ def _recovered(store: ResultsStore, job: JobSpec) -> bool:
     return True
 
 
-def _run_job(store: ResultsStore, suite: Suite, job: JobSpec) -> str | None:
-    """Run one job in its own process group, stopped if it overruns its budget; store its rows; return its error."""
+def _start(store: ResultsStore, suite: Suite, job: JobSpec, launcher: Launcher, slot: Slot) -> _Active:
+    """Write a job's spec into its clean folder and launch it in `slot`."""
     folder = Path(job.folder)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in ("result.json", "traceback.txt", PHASE):
         (folder / stale).unlink(missing_ok=True)
+    job = replace(job, runner_pid=os.getpid() if launcher.owns_jobs else 0, parallel_jobs=launcher.sharing)
     job.save(folder / "job.json")
     spec = ArchitectureSpec(**job.architecture)
     budget = job_budget(suite, spec, ARCHITECTURES.get(spec.name), len(job.reuse))
-    process = None
+    running = launcher.launch(folder / "job.json", slot, budget)
+    store.update_job(
+        job.key, status="running", started=utc_now(), launcher=launcher.name, launcher_job_id=running.job_id,
+        slot=asdict(slot), error=None,
+    )  # fmt: skip
+    return _Active(job, budget, slot, running)
+
+
+def _outcome(active: _Active) -> dict | None:
+    """A job's result once it has ended, or its failure when it ran past a phase's limit (it is then stopped);
+    None while it runs within its budget."""
+    folder = Path(active.job.folder)
+    if active.running.ended():
+        try:
+            return json.loads((folder / "result.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return active.running.failure()
     try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "benchmark.job", str(folder / "job.json")], start_new_session=True
-        )
-        store.update_job(job.key, status="running", started=utc_now(), pid=process.pid)
-        overran = _supervise(process, folder, budget)
-    except KeyboardInterrupt:
-        store.update_job(job.key, status="interrupted", finished=utc_now())
-        raise Interrupted(
-            f"interrupted; finished jobs are kept in {store.folder}; "
-            f"complete them with: bench run --suite {suite.name} --resume {store.folder}"
-        ) from None
-    finally:
-        if process is not None:
-            _stop_group(process)  # the job's children too, whether it ended, overran or was interrupted
-    if overran:
-        result = {"status": "over budget", "error": _overrun(overran, budget)}
-    else:
-        result = _read_result(folder, process.returncode)
-    _store(store, job, result)
-    return result.get("error") if result["status"] != "ok" else None
+        phase = json.loads((folder / PHASE).read_text())
+    except (OSError, json.JSONDecodeError):  # not yet written (or queued on a cluster)
+        return None
+    if time.time() - phase["since"] <= active.budget.limit(phase["phase"]):
+        return None
+    active.running.stop()
+    return {"status": "over budget", "error": _overrun(phase["phase"], active.budget)}
 
 
 def _overrun(phase: str, budget: Budget) -> str:
@@ -385,45 +440,3 @@ def _store(store: ResultsStore, job: JobSpec, result: dict) -> None:
         "warnings": result.get("warnings"),
     }
     store.write_manifest(manifest)
-
-
-def _supervise(process: subprocess.Popen, folder: Path, budget: Budget, poll: float = 0.5) -> str | None:
-    """Wait for a job; stop it when its set-up, fit or predictions run past their limit (the budget plus grace).
-
-    Returns the phase it was stopped in, or None when it ended by itself.
-    """
-    while True:
-        try:
-            process.wait(timeout=poll)
-            return None
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            phase = json.loads((folder / PHASE).read_text())
-        except (OSError, json.JSONDecodeError):  # not yet written
-            continue
-        if time.time() - phase["since"] > budget.limit(phase["phase"]):
-            _stop_group(process)
-            return phase["phase"]
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """Kill a job's whole process group (it leads its own session) and reap it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def _read_result(folder: Path, returncode: int) -> dict:
-    """The job's result.json, or a failure describing how its process died."""
-    try:
-        return json.loads((folder / "result.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        if returncode < 0:
-            try:
-                name = signal.Signals(-returncode).name
-            except ValueError:  # real-time signals have no name
-                name = f"signal {-returncode}"
-            hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
-            return {"status": "failed", "error": f"job process killed by {name}{hint}"}
-        return {"status": "failed", "error": f"job process exited with code {returncode} without a result"}

@@ -83,6 +83,21 @@ class Compute:
 
 
 @dataclass(frozen=True)
+class Launch:
+    """Where a suite's jobs run beyond this machine: a SLURM cluster's partition, account, the GPUs, CPUs and memory
+    of each job, extra sbatch options (name: value, written as `#SBATCH --name=value`), and shell lines run before
+    each job (modules, environments). The time limit is derived from the budget."""
+
+    partition: str | None = None
+    account: str | None = None
+    gpus_per_job: int | None = None  # None: 1 when the suite runs on cuda, else none
+    cpus_per_job: int | None = None
+    mem_gb: int | None = None
+    sbatch: dict[str, str] = field(default_factory=dict)
+    setup: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class ArchitectureSpec:
     """One architecture of a suite: its registered name, the label that keys its results, config, epoch bound,
     post-processing steps and ablation variants (each {"name", "steps"}: more steps applied to the same candidates,
@@ -117,6 +132,7 @@ class Suite:
     evaluate: str = "test"  # the split scored and reported: "test", or "val" for a selection suite
     repeats: int | None = None  # timed predictions per tomogram; None: 1 on CPU, 3 on GPU
     compute: Compute = Compute()
+    launch: Launch = Launch()
 
     @property
     def sha256(self) -> str:
@@ -171,6 +187,7 @@ def _parse(raw: Any, path: Path) -> Suite:
     data = reader.section("data")
     budget = reader.section("budget")
     compute = reader.section("compute") if "compute" in reader.raw else _Fields({}, path, "compute.")
+    launcher = reader.section("launcher") if "launcher" in reader.raw else _Fields({}, path, "launcher.")
     split = _split(reader.section("split"))
     suite = Suite(
         name=reader.name("name"),
@@ -202,8 +219,9 @@ def _parse(raw: Any, path: Path) -> Suite:
             deterministic=compute.get("deterministic", bool, Compute.deterministic),
             cudnn_benchmark=compute.get("cudnn_benchmark", bool, Compute.cudnn_benchmark),
         ),
+        launch=_launch(launcher),
     )
-    for section in (reader, data, budget, compute):
+    for section in (reader, data, budget, compute, launcher):
         section.refuse_unknown()
     for fold, fold_split in suite.folds.items():
         fold_split.check(f"suite file {path}, " + ("split" if fold == SPLIT_FOLD else f"fold '{fold}'"))
@@ -222,6 +240,28 @@ def _parse(raw: Any, path: Path) -> Suite:
             "so give each entry a distinct 'label'"
         )
     return suite
+
+
+def _launch(reader: _Fields) -> Launch:
+    """The `launcher:` section: SLURM settings of every job."""
+    sbatch = reader.get("sbatch", dict, {})
+    setup = reader.get("setup", list, [])
+    if not all(isinstance(key, str) and isinstance(value, (str, int, float)) for key, value in sbatch.items()):
+        raise BenchError(f"suite file {reader.path}: 'launcher.sbatch' maps sbatch option names to values")
+    if not all(isinstance(line, str) for line in setup):
+        raise BenchError(f"suite file {reader.path}: 'launcher.setup' is a list of shell lines")
+    gpus = reader.get("gpus_per_job", int, None)
+    if gpus is not None and gpus < 0:
+        raise BenchError(f"suite file {reader.path}: 'launcher.gpus_per_job' must be 0 or more, not {gpus}")
+    return Launch(
+        partition=reader.get("partition", str, None),
+        account=reader.get("account", str, None),
+        gpus_per_job=gpus,
+        cpus_per_job=reader.positive("cpus_per_job", None),
+        mem_gb=reader.positive("mem_gb", None),
+        sbatch={key: str(value) for key, value in sbatch.items()},
+        setup=setup,
+    )
 
 
 def _split(reader: _Fields) -> Split:

@@ -291,18 +291,18 @@ def test_ctrl_c_and_sigterm_stop_the_job_say_one_line_and_leave_a_resumable_fold
         f"Error: interrupted; finished jobs are kept in {folder}; "
         f"complete them with: bench run --suite hangs --resume {folder}"
     )
-    assert gone(job["pid"]) and gone(int((tmp_path / "helper.pid").read_text()))
+    assert gone(int(job["launcher_job_id"])) and gone(int((tmp_path / "helper.pid").read_text()))
     assert ResultsStore(folder).manifest["jobs"]["faulty-hangs-seed0-ts"]["status"] == "interrupted"
 
 
 def test_a_job_dies_with_its_runner_and_a_resume_sees_it_is_dead(plugin_path, smoke_config, tmp_path):
     runner, folder, job = start_hanging_run(tmp_path, plugin_path, minutes=0.05)
-    assert job["status"] == "running" and job["pid"] > 0
+    assert job["status"] == "running" and int(job["launcher_job_id"]) > 0
     runner.kill()
     runner.wait(timeout=30)
     helper = int((tmp_path / "helper.pid").read_text())  # the plug-in's own child process
     try:
-        assert gone(job["pid"]) and gone(helper)
+        assert gone(int(job["launcher_job_id"])) and gone(helper)
         result = bench_process(
             "run", "--suite", tmp_path / "hangs.yaml", "--resume", folder, env={"PYTHONPATH": plugin_path}
         )
@@ -317,7 +317,7 @@ def test_a_resume_refuses_while_a_job_of_the_folder_still_runs(finished, tmp_pat
     spec = store.job_dir("matched-filter-seed1-ts") / "job.json"
     job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(spec)])  # as the runner starts one
     try:
-        store.update_job("matched-filter-seed1-ts", status="running", pid=job.pid)
+        store.update_job("matched-filter-seed1-ts", status="running", launcher="process", launcher_job_id=str(job.pid))
         result = bench("run", "--suite", suite_file(tmp_path, MATCHED_FILTER_ONLY), "--resume", store.folder)
     finally:
         job.kill()
@@ -336,7 +336,8 @@ def test_a_result_finished_before_the_runner_died_is_kept_on_resume(finished, tm
     store = copy_of(finished, tmp_path)
     result_file = store.job_dir("matched-filter-seed1-ts") / "result.json"
     before = result_file.stat().st_mtime_ns
-    store.update_job("matched-filter-seed1-ts", status="running", pid=2**22 + 1)  # the runner died before storing
+    # the runner died before storing
+    store.update_job("matched-filter-seed1-ts", status="running", launcher="process", launcher_job_id=str(2**22 + 1))
     for table in ("scores", "resources", "thresholds", "latency"):
         rows = store.table(table)
         rows[rows["seed"] == 0].to_csv(store.folder / f"{table}.csv", index=False)

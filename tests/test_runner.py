@@ -18,15 +18,6 @@ from benchmark.suite import load_suite
 from metrics.fbeta import score_picks
 
 
-@pytest.fixture(scope="module")
-def smoke_run(smoke_config, tmp_path_factory) -> ResultsStore:
-    """One finished smoke suite run with two seeds."""
-    root = tmp_path_factory.mktemp("results")
-    result = bench("run", "--suite", "smoke", "--results", root, "--seeds", "0,1")
-    assert result.exit_code == 0, result.output
-    return ResultsStore.latest("smoke", root)
-
-
 def test_run_writes_manifest_tables_and_predictions(smoke_run, smoke_config):
     manifest = smoke_run.manifest
     assert smoke_run.folder.name.endswith(manifest["environment"]["git"]["short"] or "nogit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -17,6 +18,17 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
         return [int(s) for s in value.split(",") if s.strip()]
     except ValueError:
         raise click.BadParameter(f"'{value}' is not a comma-separated list of integers, e.g. 0,1,2") from None
+
+
+def _sbatch(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    """Parse NAME=VALUE sbatch options."""
+    options = {}
+    for item in value:
+        name, equals, setting = item.partition("=")
+        if not equals or not name.strip():
+            raise click.BadParameter(f"'{item}' is not NAME=VALUE, e.g. --sbatch qos=high")
+        options[name.strip().lstrip("-")] = setting
+    return options
 
 
 @click.command()
@@ -39,13 +51,39 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     "--results", "root", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path)
 )
 @click.option("--no-write-picks", is_flag=True, help="Do not write predictions back into the copick project.")
+@click.option(
+    "--launcher",
+    type=click.Choice(["process", "local", "slurm"]),
+    default="process",
+    show_default=True,
+    help="Where jobs run: child processes of this command, submitit's local executor, or SLURM via submitit.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Jobs at once: each on its own GPU on cuda, sharing the cores on CPU; on SLURM, jobs queued at once.",
+)
+@click.option("--partition", help="SLURM partition (overrides the suite's launcher.partition).")
+@click.option("--account", help="SLURM account to charge.")
+@click.option("--gpus-per-job", type=click.IntRange(min=0), help="SLURM GPUs per job (default: 1 on cuda, else 0).")
+@click.option("--cpus-per-job", type=click.IntRange(min=1), help="SLURM CPUs per job (its threads).")
+@click.option("--mem-gb", type=click.IntRange(min=1), help="SLURM memory per job, GB.")
+@click.option("--sbatch", multiple=True, callback=_sbatch, metavar="NAME=VALUE", help="Extra sbatch option (repeat).")
 @click.pass_context
-def run(ctx, suite_name, config, pattern, device, seeds, resume, root, no_write_picks) -> None:
+def run(ctx, suite_name, config, pattern, device, seeds, resume, root, no_write_picks, launcher, jobs, **slurm) -> None:
     """Train, tune thresholds on val, and evaluate on test every architecture of a suite."""
     from benchmark.runner import run_suite
     from benchmark.suite import load_suite
 
     suite = load_suite(suite_name)
+    given = {name: value for name, value in slurm.items() if value not in (None, {})}
+    if given and launcher != "slurm":
+        option = "--" + next(iter(given)).replace("_", "-")
+        raise click.UsageError(f"{option} is a SLURM setting; add --launcher slurm, or drop it")
+    sbatch = {**suite.launch.sbatch, **given.pop("sbatch", {})}
+    suite = replace(suite, launch=replace(suite.launch, sbatch=sbatch, **given))
     store, failures = run_suite(
         suite,
         config=config,
@@ -57,6 +95,8 @@ def run(ctx, suite_name, config, pattern, device, seeds, resume, root, no_write_
         write_picks=not no_write_picks,
         command=_command_line(ctx),
         echo=click.echo,
+        launcher=launcher,
+        jobs=jobs,
     )
     scores, split = store.table("scores"), suite.evaluate
     evaluated = scores[(scores["split"] == split) & (scores["particle_type"] == "weighted")]
@@ -79,6 +119,9 @@ def _command_line(ctx: click.Context) -> str:
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT:
+            continue
+        if isinstance(value, dict):
+            parts += [item for name, setting in value.items() for item in (param.opts[0], f"{name}={setting}")]
             continue
         if isinstance(value, list):
             value = ",".join(map(str, value))
