@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import psutil
 from scipy import stats
+from submitit.core.utils import UncompletedJobError
 from tqdm.auto import tqdm
 
 from benchmark.data import Project
@@ -29,6 +30,7 @@ from benchmark.environment import job_environment
 from benchmark.errors import BenchError
 from benchmark.files import inside, write_csv, write_json
 from benchmark.interface import Architecture, Budget, Sample, SavedModel, Tracker, check_predictions
+from benchmark.launchers import TIME_LIMIT
 from benchmark.postprocessing import Pipeline, StepData
 from benchmark.registry import ARCHITECTURES
 from benchmark.submission import write_submission
@@ -471,6 +473,8 @@ def _result(job: JobSpec, folder: Path) -> dict:
         result = run_job(job)
     except BenchError as err:
         return {"status": "failed", "error": str(err)}
+    except UncompletedJobError:  # submitit's warning signal, shortly before SLURM's time limit
+        return {"status": "failed", "error": TIME_LIMIT.format(job_id=os.environ.get("SLURM_JOB_ID", "?"))}
     except Exception as err:
         (folder / "traceback.txt").write_text(traceback.format_exc())
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""

@@ -25,9 +25,13 @@ from benchmark.suite import Launch
 LAUNCHERS = ("process", "local", "slurm")
 PHASES = ("setup", "fit", "predict", "score")
 START_MINUTES = 2  # added to a SLURM job's time limit: the interpreter and submitit starting on the node
-SLURM_ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "STAGE_OUT"}
+SLURM_QUEUED = {"PENDING", "REQUEUED", "CONFIGURING", "REQUEUE_HOLD"}  # not (or no longer) started
+#: the states of a job that is not over; UNKNOWN is a job sacct does not list yet
+SLURM_ACTIVE = SLURM_QUEUED | {"RUNNING", "COMPLETING", "SUSPENDED", "RESIZING", "STAGE_OUT", "SIGNALING", "UNKNOWN"}
 #: SLURM end states after which the job is worth running again: `bench run --resume` re-submits it
-SLURM_PREEMPTED = {"PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "CANCELLED", "REQUEUE_HOLD"}
+SLURM_PREEMPTED = {"PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "CANCELLED", "DEADLINE"}
+SACCT_SECONDS = 30  # how often the state of a SLURM job without a result is asked of sacct
+TIME_LIMIT = "killed by SLURM (job {job_id}): it ran past its time limit"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -36,7 +40,7 @@ class Slot:
     """What one job may use of a machine: one GPU (None: every GPU it sees), its CPU threads (None: as many as a job
     alone has), and whether it shares the cores with other jobs."""
 
-    gpu: int | None = None
+    gpu: str | None = None  # a CUDA_VISIBLE_DEVICES entry
     threads: int | None = None
     shared: bool = False
 
@@ -44,7 +48,7 @@ class Slot:
         """The variables that pin a job process to its slot. Jobs that share the cores keep the thread count of a
         job alone (a thread count changes the order of floating-point sums, and so scores) and their OpenMP threads
         wait passively, so that they do not spin against each other."""
-        pinned = {} if self.gpu is None else {"CUDA_VISIBLE_DEVICES": str(self.gpu)}
+        pinned = {} if self.gpu is None else {"CUDA_VISIBLE_DEVICES": self.gpu}
         threads = {} if self.threads is None else dict.fromkeys(THREAD_VARIABLES, str(self.threads))
         return pinned | threads | ({"OMP_WAIT_POLICY": "PASSIVE"} if self.shared else {})
 
@@ -53,10 +57,15 @@ class Running(ABC):
     """A launched job."""
 
     job_id: str  # the pid or the scheduler's job id
+    result_grace = 0.0  # seconds the runner waits for the result of a job that is over, before calling it lost
 
     @abstractmethod
     def ended(self) -> bool:
         """Whether the job is over (with or without a result)."""
+
+    def queued(self) -> bool:
+        """Whether the job waits in a queue (its budget's clock is not running)."""
+        return False
 
     @abstractmethod
     def stop(self) -> None:
@@ -87,18 +96,17 @@ class Launcher(ABC):
             raise BenchError(
                 f"--jobs {self.jobs} on {cores} cores would give a job less than a core; use --jobs {cores} or fewer"
             )
-        if self.device.startswith("cuda"):
-            if self.device != "cuda":
-                raise BenchError(f"--jobs pins each job to its own GPU; use --device cuda, not {self.device}")
-            import torch
-
-            if self.jobs > torch.cuda.device_count():
-                raise BenchError(
-                    f"--jobs {self.jobs} needs a GPU per job and this machine has {torch.cuda.device_count()}; "
-                    f"use --jobs {torch.cuda.device_count()} or fewer"
-                )
-        gpus = range(self.jobs) if self.device.startswith("cuda") else [None] * self.jobs
-        return [Slot(gpu, shared=True) for gpu in gpus]
+        if not self.device.startswith("cuda"):
+            return [Slot(shared=True)] * self.jobs
+        if self.device != "cuda":
+            raise BenchError(f"--jobs pins each job to its own GPU; use --device cuda, not {self.device}")
+        gpus = visible_gpus()
+        if self.jobs > len(gpus):
+            raise BenchError(
+                f"--jobs {self.jobs} needs a GPU per job and this machine shows {len(gpus)}; use --jobs {len(gpus)} "
+                "or fewer"
+            )
+        return [Slot(gpu, shared=True) for gpu in gpus[: self.jobs]]
 
     @property
     def sharing(self) -> int:
@@ -168,10 +176,18 @@ class SubmititLauncher(Launcher):
 
     def launch(self, spec: Path, slot: Slot, budget: Budget) -> Running:
         """Submit `benchmark.job.main([SPEC])`."""
+        from submitit.core.utils import FailedJobError
+
         from benchmark.job import main
 
         executor = self.executor(spec.parent / "submitit", slot, budget)
-        return self.running(executor.submit(main, [str(spec)]))
+        try:
+            return self.running(executor.submit(main, [str(spec)]))
+        except FailedJobError as err:
+            refusal = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            raise BenchError(
+                f"{self.name} refused job {spec.parent.name} ({refusal}); fix the launcher settings, then resume"
+            ) from None
 
     @abstractmethod
     def executor(self, folder: Path, slot: Slot, budget: Budget) -> Any:
@@ -192,14 +208,12 @@ class LocalLauncher(SubmititLauncher):
         import submitit
 
         executor = submitit.LocalExecutor(folder, max_num_timeout=0)
-        exports = [
-            f"export {key}={value}" for key, value in slot.environment().items() if key != "CUDA_VISIBLE_DEVICES"
-        ]
-        if slot.gpu is not None:
-            gpus = {"gpus_per_node": 1, "visible_gpus": [slot.gpu]}
-        else:  # one job at a time: every GPU (none on CPU), as a child process would see
-            gpus = {"gpus_per_node": _gpu_count() if self.device.startswith("cuda") else 0}
-        executor.update_parameters(timeout_min=time_minutes(budget), setup=exports, **gpus)
+        environment = slot.environment()
+        if slot.gpu is None and "CUDA_VISIBLE_DEVICES" in os.environ:  # submitit would replace it
+            environment["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        exports = [f"export {key}={value}" for key, value in environment.items()]  # after submitit's own variables
+        gpus = len(visible_gpus()) if self.device.startswith("cuda") else 0
+        executor.update_parameters(timeout_min=time_minutes(budget), setup=exports, gpus_per_node=gpus)
         return executor
 
     def running(self, job: Any) -> Running:
@@ -207,11 +221,13 @@ class LocalLauncher(SubmititLauncher):
         return LocalJob(job)
 
 
-def _gpu_count() -> int:
-    """The GPUs torch sees."""
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return [entry.strip() for entry in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if entry.strip()]
     import torch
 
-    return torch.cuda.device_count()
+    return [str(index) for index in range(torch.cuda.device_count())]
 
 
 class LocalJob(Running):
@@ -254,10 +270,11 @@ class SlurmLauncher(SubmititLauncher):
 
     def __init__(self, jobs: int, device: str, settings: Launch):
         super().__init__(jobs, device, settings)
-        if shutil.which("sbatch") is None:
+        missing = [command for command in ("sbatch", "sacct", "scancel") if shutil.which(command) is None]
+        if missing:
             raise BenchError(
-                "--launcher slurm needs SLURM's sbatch, and there is none on this machine's PATH; run bench on a "
-                "cluster's login node, or use --launcher local"
+                f"--launcher slurm needs SLURM's {' and '.join(missing)}, and this machine's PATH has none; run bench "
+                "on a cluster's login node, or use --launcher local"
             )
         if settings.partition is not None:
             known = partitions()
@@ -273,7 +290,7 @@ class SlurmLauncher(SubmititLauncher):
 
     @property
     def sharing(self) -> int:
-        """None: each job has its own allocation."""
+        """One: each job has its own allocation."""
         return 1
 
     def record(self) -> dict[str, Any]:
@@ -318,16 +335,27 @@ class SlurmLauncher(SubmititLauncher):
 class SlurmJob(Running):
     """A job submitted to SLURM."""
 
+    result_grace = 10.0  # the node's write may reach this machine's view of a shared file system late
+
     def __init__(self, job: Any, settings: Launch):
         self.job, self.job_id, self.settings = job, str(job.job_id), settings
+        self.asked, self.state = 0.0, "UNKNOWN"
 
     def ended(self) -> bool:
-        """Whether it has returned or SLURM (sacct) says it is over: pre-empted included, which submitit counts as
-        not done because SLURM may requeue it (a requeued job shows as pending again)."""
-        return self.job.done() or self.job.watcher.get_state(self.job_id).split()[0] == "PREEMPTED"
+        """Whether it has returned, or sacct (asked every SACCT_SECONDS) says it is over; a pre-empted job counts as
+        over (submitit would wait for SLURM to requeue it; it is cancelled instead and re-submitted on resume)."""
+        if self.job.paths.result_pickle.exists():
+            return True
+        if time.monotonic() - self.asked > SACCT_SECONDS:
+            self.asked, self.state = time.monotonic(), slurm_state(self.job)
+        return self.state not in SLURM_ACTIVE
+
+    def queued(self) -> bool:
+        """Whether SLURM last said it waits to (re)start."""
+        return self.state in SLURM_QUEUED
 
     def stop(self) -> None:
-        """scancel it."""
+        """scancel it (nothing happens to a job that is over)."""
         self.job.cancel(check=False)
 
     def failure(self) -> dict[str, str]:
@@ -343,7 +371,7 @@ def slurm_state(job: Any) -> str:
 def slurm_failure(job_id: str, state: str, settings: Launch, log: Path) -> dict[str, str]:
     """The status and error of a SLURM job that ended in `state` without writing its result."""
     if state == "TIMEOUT":
-        return {"status": "failed", "error": f"killed by SLURM (job {job_id}): it ran past its time limit"}
+        return {"status": "failed", "error": TIME_LIMIT.format(job_id=job_id)}
     if state == "OUT_OF_MEMORY":
         memory = f" of {settings.mem_gb} GB" if settings.mem_gb else ""
         return {"status": "failed", "error": f"killed by SLURM (job {job_id}): out of memory (its limit{memory})"}
@@ -371,7 +399,7 @@ def time_minutes(budget: Budget) -> int:
 
 def make_launcher(name: str, jobs: int, device: str, settings: Launch) -> Launcher:
     """The launcher called `name`, checked against this machine."""
-    kinds = {"process": ProcessLauncher, "local": LocalLauncher, "slurm": SlurmLauncher}
+    kinds = dict(zip(LAUNCHERS, (ProcessLauncher, LocalLauncher, SlurmLauncher), strict=True))
     launcher = kinds[name](jobs, device, settings)
     launcher.slots()  # refuse what this machine cannot give now, before any job runs
     return launcher
@@ -383,7 +411,7 @@ def still_running(entry: dict, folder: Path) -> str | None:
     launcher, job_id = entry.get("launcher", "process"), str(entry.get("launcher_job_id", entry.get("pid")))
     if launcher == "slurm":
         return _slurm_running(job_id, folder / "submitit")
-    wanted = str(folder / "job.json") if launcher == "process" else "submitit"
+    wanted = str(folder / ("job.json" if launcher == "process" else "submitit"))
     try:
         return f"pid {job_id}" if any(wanted in part for part in psutil.Process(int(job_id)).cmdline()) else None
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ValueError):
@@ -391,7 +419,8 @@ def still_running(entry: dict, folder: Path) -> str | None:
 
 
 def _slurm_running(job_id: str, folder: Path) -> str | None:
-    """Whether a SLURM job is queued or running; a state that cannot be read is an error."""
+    """Whether a SLURM job is queued or running, as sacct says (a job sacct no longer lists is not); without sacct,
+    an error."""
     if shutil.which("sacct") is None:
         raise BenchError(
             f"SLURM job {job_id} of this results folder was running, and its state cannot be read here (no sacct); "
@@ -400,4 +429,4 @@ def _slurm_running(job_id: str, folder: Path) -> str | None:
     import submitit
 
     state = slurm_state(submitit.SlurmJob(folder, job_id))
-    return f"SLURM job {job_id} ({state})" if state in SLURM_ACTIVE else None
+    return f"SLURM job {job_id} ({state})" if state in SLURM_ACTIVE - {"UNKNOWN"} else None

@@ -208,16 +208,10 @@ class Report:
             bound = found["epoch_bound"].dropna()
             low, high = int(found["epochs"].min()), int(found["epochs"].max())
             epochs = (f"{low}" if low == high else f"{low}-{high}") + (f" / {int(bound.iloc[0])}" if len(bound) else "")
-            cut = found["stopped_by"] == "minutes"
-            shared = int((cut & (found["parallel_jobs"].fillna(1) > 1)).sum())
-            note = f" (cut by the cap in {int(cut.sum())} of {len(found)}" if cut.any() else ""
-            note += (
-                f"; {shared} of them sharing the cores with other jobs, so trained less than alone)" if shared else ")"
-            )
             rows.append([
                 arch,
                 f"{found['minutes'].iloc[0]:g}",
-                epochs + (note if cut.any() else ""),
+                epochs + _cut_note(found),
                 _epoch_definition(found),
                 _median_iqr(found["epoch_seconds_median"], found["epoch_seconds_iqr"], 1),
                 _data_wait(found),
@@ -291,6 +285,16 @@ class Report:
                   "Harness overhead (s)", "Share"]  # fmt: skip
         return _markdown_table(rows, header)
 
+    @property
+    def device(self) -> str:
+        """The device the jobs ran on, as they recorded it (on a cluster, the nodes'), else as the run recorded it."""
+        names = [
+            (job.get("environment") or {}).get("device_name")
+            for job in self.manifest["jobs"].values()
+            if job["status"] == "ok"
+        ]
+        return " / ".join(dict.fromkeys(filter(None, names))) or self.manifest["environment"]["device_name"]
+
     def conditions(self) -> list[str]:
         """Bullet lines stating the data, split, budget, seeds, runs, device and code of the run."""
         manifest, data = self.manifest, self.manifest["data"]
@@ -318,7 +322,7 @@ class Report:
                 else "single run: no spread or interval"
             ),
             *_launches(manifest.get("launches", [])),
-            f"- Device: {environment['device_name']}; torch {environment['libraries']['torch']} with "
+            f"- Device: {self.device}; torch {environment['libraries']['torch']} with "
             f"{environment.get('num_threads')} threads; {_compute(manifest.get('compute'))}; commit {git['short']}"
             f"{' (uncommitted changes)' if git['dirty'] else ''}; run {manifest['created']}",
         ]
@@ -330,7 +334,7 @@ class Report:
             for key, job in self.manifest["jobs"].items()
             if job["status"] != "ok"
         ]
-        device, repeats = self.manifest["environment"]["device_name"], self.manifest["repeats"]
+        device, repeats = self.device, self.manifest["repeats"]
         warm_up = "the val runs" if self.split == "test" else "the first val run"
         paired, validation = self.paired_table(), self.validation_table()
         return "\n".join(
@@ -517,6 +521,16 @@ def _steps(steps: str) -> str:
         params = ", ".join(f"{k}={v}" for k, v in step.items() if k != "step")
         parts.append(f"`{step['step']}({params})`")
     return " → ".join(parts) or "none"
+
+
+def _cut_note(found: pd.DataFrame) -> str:
+    """How many of an architecture's jobs the minutes cap cut short, and how many of those shared the cores."""
+    cut = found["stopped_by"] == "minutes"
+    if not cut.any():
+        return ""
+    shared = int((cut & (found["parallel_jobs"].fillna(1) > 1)).sum())
+    sharing = f"; {shared} of them sharing the cores with other jobs, so trained less than alone" if shared else ""
+    return f" (cut by the cap in {int(cut.sum())} of {len(found)}{sharing})"
 
 
 def _launches(launches: list[dict]) -> list[str]:

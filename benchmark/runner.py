@@ -22,7 +22,7 @@ from benchmark.launchers import Launcher, Running, Slot, make_launcher, still_ru
 from benchmark.postprocessing import Pipeline
 from benchmark.registry import ARCHITECTURES, POSTPROCESSING
 from benchmark.results import RESULTS_ROOT, ResultsStore, job_id, utc_now
-from benchmark.suite import ArchitectureSpec, Suite
+from benchmark.suite import ArchitectureSpec, Launch, Suite
 
 Echo = Callable[[str], None]
 POLL_SECONDS = 0.5  # how often the runner looks at its running jobs
@@ -52,14 +52,14 @@ def resolve_data(suite: Suite, config: str | None, echo: Echo) -> dict:
     return {"config": str(folder / "copick.json"), "synthetic": True, "preset": preset, "seed": seed}
 
 
-def check_device(device: str) -> None:
-    """Refuse a device this machine does not have."""
-    if device.startswith("cuda"):
+def check_device(device: str, here: bool = True) -> None:
+    """Refuse an unknown device, or (`here`: the jobs run on this machine) one this machine does not have."""
+    if device.startswith("cuda") and here:
         import torch
 
         if not torch.cuda.is_available():
             raise BenchError(f"device '{device}' requested but CUDA is not available here; use --device cpu")
-    elif device != "cpu":
+    elif device != "cpu" and not device.startswith("cuda"):
         raise BenchError(f"unknown device '{device}'; use cpu or cuda")
 
 
@@ -108,11 +108,13 @@ def run_suite(
     write_picks: bool = True,
     command: str = "",
     echo: Echo = print,
-    launcher: str = "process",
-    jobs: int = 1,
+    launcher: str | None = None,
+    jobs: int | None = None,
+    launch_options: dict | None = None,
 ) -> tuple[ResultsStore, dict[str, str]]:
-    """Run the suite's jobs not yet done, up to `jobs` at once through `launcher`; returns the results store and the
-    failed jobs with their errors.
+    """Run the suite's jobs not yet done, up to `jobs` at once through `launcher` (default: one at a time in child
+    processes; on resume, as the last run did), with the suite's launcher settings updated by `launch_options`;
+    returns the results store and the failed jobs with their errors.
 
     Everything that can be checked is checked before a results folder is created (or, on resume, before a job
     runs); the folder is locked for the whole run.
@@ -126,10 +128,11 @@ def run_suite(
             held.enter_context(store.lock())
             manifest = _resumable(store, suite, config, device)
             device, data = manifest["device"], manifest["data"]
-        else:
+        launcher, jobs, settings = _launcher(suite, manifest, launcher, jobs, dict(launch_options or {}))
+        if manifest is None:
             device = device or suite.device
-            check_device(device)
-        launch = make_launcher(launcher, jobs, device, suite.launch)
+            check_device(device, here=launcher != "slurm")
+        launch = make_launcher(launcher, jobs, device, settings)
         if manifest is None:
             data = resolve_data(suite, config, echo)
         preflight(Project(data["config"]), suite)
@@ -156,6 +159,18 @@ def run_suite(
     return store, failures
 
 
+def _launcher(
+    suite: Suite, manifest: dict | None, name: str | None, jobs: int | None, options: dict
+) -> tuple[str, int, Launch]:
+    """The launcher, jobs at once and launcher settings of a run: as given, else (on resume) as the last run of the
+    folder had them, else one job at a time in child processes with the suite's settings."""
+    last = (manifest or {}).get("launches", [{}])[-1]
+    name = name or last.get("launcher", "process")
+    settings = Launch(**last["slurm"]) if name == "slurm" and last.get("launcher") == "slurm" else suite.launch
+    sbatch = {**settings.sbatch, **options.pop("sbatch", {})}
+    return name, jobs or last.get("jobs", 1), replace(settings, sbatch=sbatch, **options)
+
+
 @dataclass
 class _Active:
     """A job the runner has started and watches."""
@@ -164,6 +179,7 @@ class _Active:
     budget: Budget
     slot: Slot
     running: Running
+    ended_at: float | None = None  # when it was first seen over without a result
 
 
 def _run_jobs(
@@ -186,6 +202,7 @@ def _run_jobs(
     try:
         while waiting or active:
             pending = {job_id(spec.label, seed, fold) for spec, seed, fold in waiting} | set(active)
+            before = len(waiting)
             for spec, seed, fold in list(waiting):
                 if not free or pending & {job_id(part.label, seed, fold) for _, part in _parts(suite, spec)}:
                     continue
@@ -198,29 +215,33 @@ def _run_jobs(
                     bar.update()
                     continue
                 active[job.key] = _start(store, suite, job, launcher, free.pop(0))
+            if waiting and not active and len(waiting) == before:
+                blocked = ", ".join(job_id(spec.label, seed, fold) for spec, seed, fold in waiting)
+                raise BenchError(f"jobs {blocked} wait for each other's models; an entry cannot be a part of its parts")
             for key, started in list(active.items()):
                 result = _outcome(started)
                 if result is None:
                     continue
+                started.running.stop()  # whatever the job started and left behind
                 del active[key]
                 free.append(started.slot)
                 _store(store, started.job, result)
                 bar.update()
                 if result["status"] != "ok":
                     failures[key] = result.get("error")
-                    echo(f"failed: {key}: {result.get('error')}")
+                    job = started.job
+                    echo(f"failed: {job.architecture['label']} seed {job.seed} fold {job.fold}: {result.get('error')}")
             time.sleep(POLL_SECONDS if active else 0)
     except KeyboardInterrupt:
-        for key in active:
-            store.update_job(key, status="interrupted", finished=utc_now())
         raise Interrupted(
             f"interrupted; finished jobs are kept in {store.folder}; "
             f"complete them with: bench run --suite {suite.name} --resume {store.folder}"
         ) from None
     finally:
         bar.close()
-        for started in active.values():  # interrupted, or a result that could not be stored: nothing left running
+        for key, started in active.items():  # interrupted, or a result that could not be stored: nothing left running
             started.running.stop()
+            store.update_job(key, status="interrupted", finished=utc_now())
     return failures
 
 
@@ -337,7 +358,6 @@ def _job_spec(
         device=device,
         repeats=repeats,
         session_id=session,
-        runner_pid=os.getpid(),
     )
 
 
@@ -366,10 +386,14 @@ def _start(store: ResultsStore, suite: Suite, job: JobSpec, launcher: Launcher, 
     spec = ArchitectureSpec(**job.architecture)
     budget = job_budget(suite, spec, ARCHITECTURES.get(spec.name), len(job.reuse))
     running = launcher.launch(folder / "job.json", slot, budget)
-    store.update_job(
-        job.key, status="running", started=utc_now(), launcher=launcher.name, launcher_job_id=running.job_id,
-        slot=asdict(slot), error=None,
-    )  # fmt: skip
+    try:
+        store.update_job(
+            job.key, status="running", started=utc_now(), launcher=launcher.name, launcher_job_id=running.job_id,
+            slot=asdict(slot), error=None,
+        )  # fmt: skip
+    except BaseException:  # not yet watched: nothing may run on unrecorded
+        running.stop()
+        raise
     return _Active(job, budget, slot, running)
 
 
@@ -381,7 +405,12 @@ def _outcome(active: _Active) -> dict | None:
         try:
             return json.loads((folder / "result.json").read_text())
         except (OSError, json.JSONDecodeError):
+            active.ended_at = active.ended_at or time.monotonic()
+            if time.monotonic() - active.ended_at < active.running.result_grace:
+                return None  # a shared file system may show the result later than the job's end
             return active.running.failure()
+    if active.running.queued():  # (re)queued on a cluster: its clock starts when it runs again
+        return None
     try:
         phase = json.loads((folder / PHASE).read_text())
     except (OSError, json.JSONDecodeError):  # not yet written (or queued on a cluster)

@@ -93,7 +93,7 @@ class Launch:
     gpus_per_job: int | None = None  # None: 1 when the suite runs on cuda, else none
     cpus_per_job: int | None = None
     mem_gb: int | None = None
-    sbatch: dict[str, str] = field(default_factory=dict)
+    sbatch: dict[str, str | bool] = field(default_factory=dict)  # a flag (no value) is true
     setup: list[str] = field(default_factory=list)
 
 
@@ -244,10 +244,8 @@ def _parse(raw: Any, path: Path) -> Suite:
 
 def _launch(reader: _Fields) -> Launch:
     """The `launcher:` section: SLURM settings of every job."""
-    sbatch = reader.get("sbatch", dict, {})
+    sbatch = sbatch_options(reader.get("sbatch", dict, {}), f"suite file {reader.path}: 'launcher.sbatch'")
     setup = reader.get("setup", list, [])
-    if not all(isinstance(key, str) and isinstance(value, (str, int, float)) for key, value in sbatch.items()):
-        raise BenchError(f"suite file {reader.path}: 'launcher.sbatch' maps sbatch option names to values")
     if not all(isinstance(line, str) for line in setup):
         raise BenchError(f"suite file {reader.path}: 'launcher.setup' is a list of shell lines")
     gpus = reader.get("gpus_per_job", int, None)
@@ -259,9 +257,28 @@ def _launch(reader: _Fields) -> Launch:
         gpus_per_job=gpus,
         cpus_per_job=reader.positive("cpus_per_job", None),
         mem_gb=reader.positive("mem_gb", None),
-        sbatch={key: str(value) for key, value in sbatch.items()},
+        sbatch=sbatch,
         setup=setup,
     )
+
+
+#: sbatch options the launcher sets itself, from its own settings or the budget
+SBATCH_OWN = {"partition", "account", "gpus-per-node", "cpus-per-task", "mem", "time", "job-name", "output", "error"}
+
+
+def sbatch_options(given: dict, where: str) -> dict[str, str | bool]:
+    """Extra sbatch options by their long names (no dashes; a flag is true), refusing those the launcher sets."""
+    options = {}
+    for name, value in given.items():
+        key = str(name).strip().lstrip("-").replace("_", "-")
+        if not key or not isinstance(value, (str, int, float, bool)) or value is False:
+            raise BenchError(f"{where}: '{name}: {value}' is not an sbatch option NAME=VALUE (or a flag's NAME)")
+        if key in SBATCH_OWN:
+            raise BenchError(
+                f"{where}: '{key}' is set by the launcher (from its settings or the budget); use its own option"
+            )
+        options[key] = value if value is True else str(value)
+    return options
 
 
 def _split(reader: _Fields) -> Split:

@@ -29,6 +29,8 @@ def device_name(device: str) -> str:
     if device.startswith("cuda"):
         import torch
 
+        if not torch.cuda.is_available():  # a cluster's login node, its jobs on GPU nodes
+            return "CUDA (no GPU where this was recorded)"
         return torch.cuda.get_device_name(torch.device(device))
     try:
         with open("/proc/cpuinfo") as f:

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from commands import BENCH, assert_one_line_error, bench
+from commands import assert_one_line_error, bench
+from submitit.core.utils import UncompletedJobError
 
+import benchmark.job
+from benchmark import launchers
+from benchmark.errors import BenchError
 from benchmark.interface import Budget
 from benchmark.launchers import Slot, SlurmLauncher, time_minutes
 from benchmark.results import ResultsStore
@@ -157,35 +161,42 @@ def test_a_slurm_job_on_cuda_asks_for_one_gpu_and_the_time_of_its_budget(fake_sl
     assert parameters["job_name"] == "job"
 
 
-def run_held(suite: Path, results: Path, slurm: Path, state: str) -> tuple[ResultsStore, str]:
+def run_held(suite: Path, results: Path, slurm: Path, state: str, monkeypatch) -> tuple[ResultsStore, str]:
     """`bench run --launcher slurm` whose job is held pending and then ends in `state` before it ran; returns the
     results folder and the runner's last line."""
+    monkeypatch.setattr(launchers, "SACCT_SECONDS", 0.2)
     (slurm / "hold").touch()
     last = int((slurm / "last").read_text()) if (slurm / "last").exists() else 1000
-    command = [BENCH, "run", "--suite", suite, "--launcher", "slurm", "--results", results, "--no-write-picks"]
-    runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     submitted = slurm / f"{last + 1}.state"
-    for _ in range(600):
-        if submitted.exists():
-            break
-        time.sleep(0.1)
-    submitted.write_text(f"{state}\n")
-    output, _ = runner.communicate(timeout=120)
-    assert runner.returncode != 0, output
+
+    def end_it() -> None:
+        for _ in range(600):
+            if submitted.exists():
+                break
+            time.sleep(0.1)
+        submitted.write_text(f"{state}\n")
+
+    ender = threading.Thread(target=end_it)
+    ender.start()
+    result = bench("run", "--suite", suite, "--launcher", "slurm", "--results", results, "--no-write-picks")
+    ender.join()
     (slurm / "hold").unlink()
-    return ResultsStore.latest("launch", results), output.strip().splitlines()[-1]
+    assert result.exit_code != 0, result.output
+    return ResultsStore.latest("launch", results), result.output.strip().splitlines()[-1]
 
 
-def test_a_preempted_slurm_job_is_resubmitted_by_resume(alone, fake_slurm, tmp_path):
+def test_a_preempted_slurm_job_is_resubmitted_by_resume(alone, fake_slurm, tmp_path, monkeypatch):
     suite = suite_file(tmp_path, MATCHED_FILTER_ONLY)
-    store, last = run_held(suite, tmp_path, fake_slurm, "PREEMPTED")
+    store, last = run_held(suite, tmp_path, fake_slurm, "PREEMPTED", monkeypatch)
     job = store.manifest["jobs"]["matched-filter-seed0-ts"]
     assert job["status"] == "interrupted" and "ended PREEMPTED" in job["error"] and "--resume" in job["error"]
     assert last.startswith("Error: 1 job(s) failed")
-    result = bench("run", "--suite", suite, "--resume", store.folder, "--launcher", "slurm", "--no-write-picks")
+    result = bench("run", "--suite", suite, "--resume", store.folder, "--no-write-picks")  # the launcher it had
     assert result.exit_code == 0, result.output
     again = store.manifest["jobs"]["matched-filter-seed0-ts"]
-    assert again["status"] == "ok" and again["launcher_job_id"] != job["launcher_job_id"]
+    assert again["status"] == "ok" and again["launcher"] == "slurm"
+    assert again["launcher_job_id"] != job["launcher_job_id"]
+    assert [launch["launcher"] for launch in store.manifest["launches"]] == ["slurm", "slurm"]
     pd.testing.assert_frame_equal(scores(store), scores(alone))
 
 
@@ -193,11 +204,23 @@ def test_a_preempted_slurm_job_is_resubmitted_by_resume(alone, fake_slurm, tmp_p
     ("state", "reason"),
     [("TIMEOUT", "it ran past its time limit"), ("OUT_OF_MEMORY", "out of memory (its limit of 16 GB)")],
 )
-def test_a_job_slurm_kills_is_recorded_with_the_reason(fake_slurm, tmp_path, state, reason):
+def test_a_job_slurm_kills_is_recorded_with_the_reason(fake_slurm, tmp_path, monkeypatch, state, reason):
     suite = suite_file(tmp_path, MATCHED_FILTER_ONLY.replace("seeds:", "launcher: {mem_gb: 16}\nseeds:"))
-    store, _ = run_held(suite, tmp_path, fake_slurm, state)
+    store, _ = run_held(suite, tmp_path, fake_slurm, state, monkeypatch)
     job = store.manifest["jobs"]["matched-filter-seed0-ts"]
     assert job["status"] == "failed" and job["error"] == f"killed by SLURM (job {job['launcher_job_id']}): {reason}"
+
+
+def test_submitits_time_limit_signal_is_recorded_as_the_time_limit(smoke_config, tmp_path, monkeypatch):
+    def warned(job):
+        raise UncompletedJobError("Job not requeued because: timed-out and not checkpointable.")
+
+    monkeypatch.setattr(benchmark.job, "run_job", warned)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    spec = benchmark.job.JobSpec("k", str(tmp_path), str(tmp_path), "smoke", str(smoke_config), {}, "", 0, "ts", "cpu",
+                                 1, None)  # fmt: skip
+    result = benchmark.job._result(spec, tmp_path)
+    assert result == {"status": "failed", "error": "killed by SLURM (job 4242): it ran past its time limit"}
 
 
 def test_a_resume_refuses_while_a_slurm_job_of_the_folder_still_runs(alone, fake_slurm, tmp_path):
@@ -211,17 +234,20 @@ def test_a_resume_refuses_while_a_slurm_job_of_the_folder_still_runs(alone, fake
 @pytest.mark.parametrize(
     ("options", "suite_text", "message"),
     [
-        (["--launcher", "slurm"], "", "--launcher slurm needs SLURM's sbatch"),
+        (["--launcher", "slurm"], "", "--launcher slurm needs SLURM's sbatch and sacct and scancel"),
         (["--launcher", "slurm", "--partition", "gpus"], "", "unknown SLURM partition 'gpus'; this cluster has cpu"),
         ([], "launcher: {partiton: gpu}\n", "unknown field(s) launcher.partiton"),
         (["--partition", "gpu"], "", "--partition is a SLURM setting; add --launcher slurm"),
         (["--jobs", "999"], "", "--jobs 999 on"),
-        (["--launcher", "slurm", "--sbatch", "qos"], "", "'qos' is not NAME=VALUE"),
+        (["--launcher", "slurm", "--sbatch", "time=10"], "", "'time' is set by the launcher"),
+        ([], "launcher: {sbatch: {job_name: x}}\n", "'job-name' is set by the launcher"),
     ],
 )
 def test_bad_launcher_input_is_one_line_and_writes_nothing(slurm_state, tmp_path, monkeypatch, options, suite_text,
                                                             message):  # fmt: skip
-    if "partition 'gpus'" in message:
+    if "needs SLURM's" in message:
+        monkeypatch.setenv("PATH", os.defpath)
+    else:
         monkeypatch.setenv("PATH", f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.setenv("FAKE_SLURM", str(slurm_state))
     suite = suite_file(tmp_path, MATCHED_FILTER_ONLY.replace("seeds:", suite_text + "seeds:"))
@@ -232,7 +258,18 @@ def test_bad_launcher_input_is_one_line_and_writes_nothing(slurm_state, tmp_path
 
 def test_slots_pin_a_gpu_per_job_and_let_shared_cores_wait_passively():
     assert Slot().environment() == {}
-    environment = Slot(gpu=1, shared=True).environment()
+    environment = Slot(gpu="1", shared=True).environment()
     assert environment == {"CUDA_VISIBLE_DEVICES": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     threads = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
     assert Slot(threads=2).environment() == dict.fromkeys(threads, "2")
+
+
+def test_jobs_on_cuda_take_the_gpus_this_process_may_use_one_each(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    slots = launchers.ProcessLauncher(2, "cuda", Launch()).slots()
+    assert [slot.gpu for slot in slots] == ["2", "3"] and all(slot.shared for slot in slots)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    with pytest.raises(BenchError, match="--jobs 2 needs a GPU per job and this machine shows 1; use --jobs 1"):
+        launchers.ProcessLauncher(2, "cuda", Launch()).slots()
+    with pytest.raises(BenchError, match="use --device cuda, not cuda:1"):
+        launchers.ProcessLauncher(2, "cuda:1", Launch()).slots()

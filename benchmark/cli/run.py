@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -20,15 +19,19 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
         raise click.BadParameter(f"'{value}' is not a comma-separated list of integers, e.g. 0,1,2") from None
 
 
-def _sbatch(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
-    """Parse NAME=VALUE sbatch options."""
-    options = {}
+def _sbatch(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str | bool]:
+    """Parse NAME=VALUE (or a flag's NAME) sbatch options."""
+    from benchmark.errors import BenchError
+    from benchmark.suite import sbatch_options
+
+    given = {}
     for item in value:
         name, equals, setting = item.partition("=")
-        if not equals or not name.strip():
-            raise click.BadParameter(f"'{item}' is not NAME=VALUE, e.g. --sbatch qos=high")
-        options[name.strip().lstrip("-")] = setting
-    return options
+        given[name] = setting if equals else True
+    try:
+        return sbatch_options(given, "--sbatch")
+    except BenchError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 @click.command()
@@ -54,23 +57,21 @@ def _sbatch(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
 @click.option(
     "--launcher",
     type=click.Choice(["process", "local", "slurm"]),
-    default="process",
-    show_default=True,
-    help="Where jobs run: child processes of this command, submitit's local executor, or SLURM via submitit.",
+    help="Where jobs run: child processes of this command (default), submitit's local executor, or SLURM via "
+    "submitit. A resume keeps the last run's launcher, jobs and SLURM settings unless given.",
 )
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Jobs at once: each on its own GPU on cuda, sharing the cores on CPU; on SLURM, jobs queued at once.",
+    help="Jobs at once (default 1): each on its own GPU on cuda, sharing the cores on CPU; on SLURM, jobs submitted "
+    "at once.",
 )
 @click.option("--partition", help="SLURM partition (overrides the suite's launcher.partition).")
 @click.option("--account", help="SLURM account to charge.")
 @click.option("--gpus-per-job", type=click.IntRange(min=0), help="SLURM GPUs per job (default: 1 on cuda, else 0).")
 @click.option("--cpus-per-job", type=click.IntRange(min=1), help="SLURM CPUs per job (its threads).")
 @click.option("--mem-gb", type=click.IntRange(min=1), help="SLURM memory per job, GB.")
-@click.option("--sbatch", multiple=True, callback=_sbatch, metavar="NAME=VALUE", help="Extra sbatch option (repeat).")
+@click.option("--sbatch", multiple=True, callback=_sbatch, metavar="NAME[=VALUE]", help="Extra sbatch option (repeat).")
 @click.pass_context
 def run(ctx, suite_name, config, pattern, device, seeds, resume, root, no_write_picks, launcher, jobs, **slurm) -> None:
     """Train, tune thresholds on val, and evaluate on test every architecture of a suite."""
@@ -82,8 +83,6 @@ def run(ctx, suite_name, config, pattern, device, seeds, resume, root, no_write_
     if given and launcher != "slurm":
         option = "--" + next(iter(given)).replace("_", "-")
         raise click.UsageError(f"{option} is a SLURM setting; add --launcher slurm, or drop it")
-    sbatch = {**suite.launch.sbatch, **given.pop("sbatch", {})}
-    suite = replace(suite, launch=replace(suite.launch, sbatch=sbatch, **given))
     store, failures = run_suite(
         suite,
         config=config,
@@ -97,6 +96,7 @@ def run(ctx, suite_name, config, pattern, device, seeds, resume, root, no_write_
         echo=click.echo,
         launcher=launcher,
         jobs=jobs,
+        launch_options=given,
     )
     scores, split = store.table("scores"), suite.evaluate
     evaluated = scores[(scores["split"] == split) & (scores["particle_type"] == "weighted")]
@@ -121,7 +121,8 @@ def _command_line(ctx: click.Context) -> str:
         if ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT:
             continue
         if isinstance(value, dict):
-            parts += [item for name, setting in value.items() for item in (param.opts[0], f"{name}={setting}")]
+            for name, setting in value.items():
+                parts += [param.opts[0], name if setting is True else f"{name}={setting}"]
             continue
         if isinstance(value, list):
             value = ",".join(map(str, value))
