@@ -88,7 +88,7 @@ class Launcher(ABC):
         self.jobs, self.device, self.settings = jobs, device, settings
 
     def slots(self) -> list[Slot]:
-        """One slot per job running at once on this machine: its own GPU on cuda, an equal share of the cores."""
+        """One slot per job running at once on this machine: its own GPU on cuda; the cores shared (see Slot)."""
         if self.jobs == 1:
             return [Slot()]
         cores = len(os.sched_getaffinity(0))
@@ -241,8 +241,9 @@ class LocalJob(Running):
         return self.job.done()
 
     def stop(self) -> None:
-        """Kill the controller and its tasks, and reap the controller."""
-        kill_tree(int(self.job_id))
+        """Kill the controller and its tasks, and reap the controller (once reaped, its pid may be another's)."""
+        if not self.job.done():  # an exited controller stays a zombie, its pid held, until done() reaps it
+            kill_tree(int(self.job_id))
         while not self.job.done():
             time.sleep(0.05)
 
