@@ -37,3 +37,14 @@ def assert_one_line_error(result, *fragments: str, alone: bool = False) -> None:
     assert lines[-1].startswith("Error: "), output
     for fragment in fragments:
         assert fragment in lines[-1], lines[-1]
+
+
+SMOKE_TEXT = Path("suites/smoke.yaml").read_text()
+MATCHED_FILTER_ONLY = SMOKE_TEXT.split("  - name: deepfindet")[0]  # the smoke suite with the matched filter alone
+
+
+def suite_file(tmp_path: Path, text: str, name: str = "faults") -> Path:
+    """A suite file named `name` with the given text (its 'name: smoke' replaced)."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text.replace("name: smoke", f"name: {name}"))
+    return path

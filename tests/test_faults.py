@@ -23,22 +23,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from commands import BENCH, assert_one_line_error, bench, bench_process
+from commands import BENCH, MATCHED_FILTER_ONLY, SMOKE_TEXT, assert_one_line_error, bench, bench_process, suite_file
 
 from benchmark.data import Project
 from benchmark.errors import BenchError
 from benchmark.registry import Registry
 from benchmark.results import ResultsStore
-
-SMOKE = Path("suites/smoke.yaml").read_text()
-MATCHED_FILTER_ONLY = SMOKE.split("  - name: deepfindet")[0]
-
-
-def suite_file(tmp_path: Path, text: str, name: str = "faults") -> Path:
-    """A suite file named `name` with the given text (its 'name: smoke' replaced)."""
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text.replace("name: smoke", f"name: {name}"))
-    return path
 
 
 def smoke_copy(smoke_config: Path, tmp_path: Path) -> Path:
@@ -130,7 +120,7 @@ def test_a_nan_volume_in_a_test_run_is_found_before_any_training(smoke_config, t
 
 
 def test_a_config_option_typo_creates_no_results_folder(smoke_config, tmp_path):
-    suite = suite_file(tmp_path, SMOKE.replace("sigma_factors:", "sigma_factor:"))
+    suite = suite_file(tmp_path, SMOKE_TEXT.replace("sigma_factors:", "sigma_factor:"))
     result = bench("run", "--suite", suite, "--results", tmp_path / "results")
     assert_one_line_error(result, "suite entry 'matched-filter'", "no config option(s) 'sigma_factor'")
     assert no_results(tmp_path / "results")
@@ -215,7 +205,7 @@ def test_a_static_root_that_points_nowhere_says_so(copick_project, tmp_path):
 
 
 def test_a_suite_whose_plugin_failed_to_import_says_why(plugin_path, tmp_path):
-    suite = suite_file(tmp_path, SMOKE.replace("  - name: deepfindet", "  - name: faulty-import-architecture"))
+    suite = suite_file(tmp_path, SMOKE_TEXT.replace("  - name: deepfindet", "  - name: faulty-import-architecture"))
     result = bench_process("run", "--suite", suite, "--results", tmp_path, env={"PYTHONPATH": plugin_path})
     assert_one_line_error(
         result,
@@ -244,7 +234,7 @@ def test_warnings_of_a_job_are_one_line_each(smoke_config, tmp_path):
 # Processes and concurrency
 
 
-HANGS = SMOKE.split("architectures:")[0] + "architectures:\n  - {name: faulty-hangs, config: {pid_file: PID}}\n"
+HANGS = SMOKE_TEXT.split("architectures:")[0] + "architectures:\n  - {name: faulty-hangs, config: {pid_file: PID}}\n"
 
 
 def start_hanging_run(tmp_path: Path, plugin_path: str, minutes: float = 1) -> tuple[subprocess.Popen, Path, dict]:
@@ -351,7 +341,7 @@ def test_a_result_finished_before_the_runner_died_is_kept_on_resume(finished, tm
 
 def test_a_fit_past_its_budget_is_stopped_with_its_children_and_the_suite_goes_on(plugin_path, smoke_config, tmp_path):
     pid_file = tmp_path / "helper.pid"
-    text = SMOKE.replace("  minutes: 2 ", "  minutes: 0.05\n  grace_minutes: 0.05 ")
+    text = SMOKE_TEXT.replace("  minutes: 2 ", "  minutes: 0.05\n  grace_minutes: 0.05 ")
     entries = (
         f"  - {{name: faulty-hangs, config: {{pid_file: {pid_file}}}}}\n"
         f"  - {{name: faulty-hangs, label: hangs-in-setup, config: {{pid_file: {pid_file}.init, hang_in: init}}}}\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from commands import assert_one_line_error, bench
+from commands import MATCHED_FILTER_ONLY, assert_one_line_error, bench, suite_file
 from submitit.core.utils import UncompletedJobError
 
 import benchmark.job
@@ -26,8 +26,6 @@ from benchmark.results import ResultsStore
 from benchmark.suite import Launch, load_suite
 
 FAKE_SLURM = Path(__file__).parent / "fake_slurm"
-SMOKE = Path("suites/smoke.yaml").read_text()
-MATCHED_FILTER_ONLY = SMOKE.split("  - name: deepfindet")[0]
 LAUNCHER_SECTION = """launcher:
   partition: gpu
   account: lab
@@ -36,14 +34,8 @@ LAUNCHER_SECTION = """launcher:
   sbatch: {qos: high}
   setup: ["echo ran > SETUP_FILE"]
 """
+LAUNCH = "launch"  # the suite name of the tests' suite files
 SCORED = ["architecture", "seed", "fold", "split", "particle_type", "precision", "recall", "f4", "tp", "fp", "fn"]
-
-
-def suite_file(tmp_path: Path, text: str, name: str = "launch") -> Path:
-    """A suite file named `name` with the given text (its 'name: smoke' replaced)."""
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text.replace("name: smoke", f"name: {name}"))
-    return path
 
 
 def scores(store: ResultsStore, seed: int = 0, architectures: list[str] | None = None) -> pd.DataFrame:
@@ -72,7 +64,8 @@ def fake_slurm(slurm_state, monkeypatch) -> Path:
 def alone(smoke_config, tmp_path_factory) -> ResultsStore:
     """A matched-filter-only smoke run by the default launcher."""
     root = tmp_path_factory.mktemp("alone")
-    result = bench("run", "--suite", suite_file(root, MATCHED_FILTER_ONLY), "--results", root, "--no-write-picks")
+    suite = suite_file(root, MATCHED_FILTER_ONLY, name=LAUNCH)
+    result = bench("run", "--suite", suite, "--results", root, "--no-write-picks")
     assert result.exit_code == 0, result.output
     return ResultsStore.latest("launch", root)
 
@@ -132,7 +125,7 @@ def test_the_report_marks_jobs_cut_by_the_cap_while_sharing_the_cores(two_at_onc
 
 def test_slurm_jobs_are_submitted_with_the_suite_settings_and_score_as_alone(alone, fake_slurm, tmp_path):
     text = MATCHED_FILTER_ONLY.replace("seeds:", LAUNCHER_SECTION + "seeds:").replace("SETUP_FILE", str(tmp_path / "s"))
-    suite = suite_file(tmp_path, text)
+    suite = suite_file(tmp_path, text, name=LAUNCH)
     result = bench("run", "--suite", suite, "--launcher", "slurm", "--sbatch", "constraint=a100", "--results", tmp_path,
                    "--no-write-picks")  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -186,7 +179,7 @@ def run_held(suite: Path, results: Path, slurm: Path, state: str, monkeypatch) -
 
 
 def test_a_preempted_slurm_job_is_resubmitted_by_resume(alone, fake_slurm, tmp_path, monkeypatch):
-    suite = suite_file(tmp_path, MATCHED_FILTER_ONLY)
+    suite = suite_file(tmp_path, MATCHED_FILTER_ONLY, name=LAUNCH)
     store, last = run_held(suite, tmp_path, fake_slurm, "PREEMPTED", monkeypatch)
     job = store.manifest["jobs"]["matched-filter-seed0-ts"]
     assert job["status"] == "interrupted" and "ended PREEMPTED" in job["error"] and "--resume" in job["error"]
@@ -205,7 +198,7 @@ def test_a_preempted_slurm_job_is_resubmitted_by_resume(alone, fake_slurm, tmp_p
     [("TIMEOUT", "it ran past its time limit"), ("OUT_OF_MEMORY", "out of memory (its limit of 16 GB)")],
 )
 def test_a_job_slurm_kills_is_recorded_with_the_reason(fake_slurm, tmp_path, monkeypatch, state, reason):
-    suite = suite_file(tmp_path, MATCHED_FILTER_ONLY.replace("seeds:", "launcher: {mem_gb: 16}\nseeds:"))
+    suite = suite_file(tmp_path, MATCHED_FILTER_ONLY.replace("seeds:", "launcher: {mem_gb: 16}\nseeds:"), name=LAUNCH)
     store, _ = run_held(suite, tmp_path, fake_slurm, state, monkeypatch)
     job = store.manifest["jobs"]["matched-filter-seed0-ts"]
     assert job["status"] == "failed" and job["error"] == f"killed by SLURM (job {job['launcher_job_id']}): {reason}"
@@ -227,7 +220,7 @@ def test_a_resume_refuses_while_a_slurm_job_of_the_folder_still_runs(alone, fake
     store = ResultsStore(shutil.copytree(alone.folder, tmp_path / "launch" / alone.folder.name))
     store.update_job("matched-filter-seed0-ts", status="running", launcher="slurm", launcher_job_id="99999")
     (fake_slurm / "99999.state").write_text("RUNNING\n")
-    result = bench("run", "--suite", suite_file(tmp_path, MATCHED_FILTER_ONLY), "--resume", store.folder)
+    result = bench("run", "--suite", suite_file(tmp_path, MATCHED_FILTER_ONLY, name=LAUNCH), "--resume", store.folder)
     assert_one_line_error(result, "job matched-filter-seed0-ts of", "is still running as SLURM job 99999 (RUNNING)")
 
 
@@ -250,7 +243,7 @@ def test_bad_launcher_input_is_one_line_and_writes_nothing(slurm_state, tmp_path
     else:
         monkeypatch.setenv("PATH", f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.setenv("FAKE_SLURM", str(slurm_state))
-    suite = suite_file(tmp_path, MATCHED_FILTER_ONLY.replace("seeds:", suite_text + "seeds:"))
+    suite = suite_file(tmp_path, MATCHED_FILTER_ONLY.replace("seeds:", suite_text + "seeds:"), name=LAUNCH)
     result = bench("run", "--suite", suite, "--results", tmp_path / "results", *options)
     assert_one_line_error(result, message)
     assert not (tmp_path / "results").exists()
