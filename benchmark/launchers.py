@@ -18,20 +18,16 @@ from typing import Any
 
 import psutil
 
+from benchmark.endings import SLURM_ACTIVE, SLURM_QUEUED, process_failure, slurm_failure
 from benchmark.errors import BenchError
 from benchmark.interface import Budget
+from benchmark.jobspec import PHASES
+from benchmark.processes import kill_tree
 from benchmark.suite import Launch
 
 LAUNCHERS = ("process", "local", "slurm")
-PHASES = ("setup", "fit", "predict", "score")
 START_MINUTES = 2  # added to a SLURM job's time limit: the interpreter and submitit starting on the node
-SLURM_QUEUED = {"PENDING", "REQUEUED", "CONFIGURING", "REQUEUE_HOLD"}  # not (or no longer) started
-#: the states of a job that is not over; UNKNOWN is a job sacct does not list yet
-SLURM_ACTIVE = SLURM_QUEUED | {"RUNNING", "COMPLETING", "SUSPENDED", "RESIZING", "STAGE_OUT", "SIGNALING", "UNKNOWN"}
-#: SLURM end states after which the job is worth running again: `bench run --resume` re-submits it
-SLURM_PREEMPTED = {"PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "CANCELLED", "DEADLINE"}
 SACCT_SECONDS = 30  # how often the state of a SLURM job without a result is asked of sacct
-TIME_LIMIT = "killed by SLURM (job {job_id}): it ran past its time limit"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -57,6 +53,7 @@ class Running(ABC):
     """A launched job."""
 
     job_id: str  # the pid or the scheduler's job id
+    pid: int | None = None  # the process on this machine that runs the job (None: it runs elsewhere)
     result_grace = 0.0  # seconds the runner waits for the result of a job that is over, before calling it lost
 
     @abstractmethod
@@ -81,6 +78,7 @@ class Launcher(ABC):
 
     name: str
     owns_jobs = False  # whether a job dies with the `bench run` that started it
+    runs_here = True  # whether its jobs run as descendants of the `bench run` that started them
 
     def __init__(self, jobs: int, device: str, settings: Launch):
         if jobs < 1:
@@ -142,33 +140,24 @@ class ChildProcess(Running):
     """A job run by the process launcher."""
 
     def __init__(self, process: subprocess.Popen):
-        self.process, self.job_id = process, str(process.pid)
+        self.process, self.job_id, self.pid = process, str(process.pid), process.pid
 
     def ended(self) -> bool:
         """Whether the process has exited."""
         return self.process.poll() is not None
 
     def stop(self) -> None:
-        """Kill the job's whole process group (it leads its own session) and reap it."""
+        """Kill the job's process tree (with the orphans it adopted) and its process group (it leads its own
+        session), and reap it."""
+        if self.process.poll() is None:
+            kill_tree(self.process.pid, include_root=False)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
     def failure(self) -> dict[str, str]:
         """How the process died."""
-        return process_failure(self.process.returncode)
-
-
-def process_failure(returncode: int | None) -> dict[str, str]:
-    """The failure of a job process that exited with `returncode` without writing its result."""
-    if returncode is not None and returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:  # real-time signals have no name
-            name = f"signal {-returncode}"
-        hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
-        return {"status": "failed", "error": f"job process killed by {name}{hint}"}
-    return {"status": "failed", "error": f"job process exited with code {returncode} without a result"}
+        return process_failure(self.process.returncode, Path(self.process.args[-1]).parent)
 
 
 class SubmititLauncher(Launcher):
@@ -234,7 +223,7 @@ class LocalJob(Running):
     """A job under submitit's local controller."""
 
     def __init__(self, job: Any):
-        self.job, self.job_id = job, str(job.job_id)
+        self.job, self.job_id, self.pid = job, str(job.job_id), int(job.job_id)
 
     def ended(self) -> bool:
         """Whether the controller has exited."""
@@ -243,7 +232,9 @@ class LocalJob(Running):
     def stop(self) -> None:
         """Kill the controller and its tasks, and reap the controller (once reaped, its pid may be another's)."""
         if not self.job.done():  # an exited controller stays a zombie, its pid held, until done() reaps it
-            kill_tree(int(self.job_id))
+            kill_tree(self.pid, include_root=False)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
         while not self.job.done():
             time.sleep(0.05)
 
@@ -253,15 +244,6 @@ class LocalJob(Running):
             "status": "failed",
             "error": f"the submitit job ended {self.job.state} without a result; see {self.job.paths.stderr}",
         }
-
-
-def kill_tree(pid: int) -> None:
-    """Kill a process and all its descendants."""
-    with contextlib.suppress(psutil.NoSuchProcess):
-        parent = psutil.Process(pid)
-        for process in [*parent.children(recursive=True), parent]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
 
 
 class SlurmLauncher(SubmititLauncher):
@@ -288,6 +270,8 @@ class SlurmLauncher(SubmititLauncher):
     def slots(self) -> list[Slot]:
         """The cluster places each job: its threads are its CPUs, its GPUs SLURM's."""
         return [Slot(threads=self.settings.cpus_per_job)] * self.jobs
+
+    runs_here = False
 
     @property
     def sharing(self) -> int:
@@ -361,27 +345,12 @@ class SlurmJob(Running):
 
     def failure(self) -> dict[str, str]:
         """Why SLURM ended it without a result."""
-        return slurm_failure(self.job_id, slurm_state(self.job), self.settings, self.job.paths.stderr)
+        return slurm_failure(self.job_id, slurm_state(self.job), self.settings.mem_gb, self.job.paths.stderr)
 
 
 def slurm_state(job: Any) -> str:
     """A SLURM job's state as sacct tells it now ("CANCELLED by 123" is CANCELLED)."""
     return str(job.get_info(mode="force").get("State", "UNKNOWN")).split()[0]
-
-
-def slurm_failure(job_id: str, state: str, settings: Launch, log: Path) -> dict[str, str]:
-    """The status and error of a SLURM job that ended in `state` without writing its result."""
-    if state == "TIMEOUT":
-        return {"status": "failed", "error": TIME_LIMIT.format(job_id=job_id)}
-    if state == "OUT_OF_MEMORY":
-        memory = f" of {settings.mem_gb} GB" if settings.mem_gb else ""
-        return {"status": "failed", "error": f"killed by SLURM (job {job_id}): out of memory (its limit{memory})"}
-    if state in SLURM_PREEMPTED:
-        return {
-            "status": "interrupted",
-            "error": f"SLURM job {job_id} ended {state} before it finished; bench run --resume re-submits it",
-        }
-    return {"status": "failed", "error": f"SLURM job {job_id} ended {state} without a result; see {log}"}
 
 
 def partitions() -> list[str]:

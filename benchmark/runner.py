@@ -17,9 +17,11 @@ from benchmark.data import BenchWarning, Project
 from benchmark.environment import environment
 from benchmark.errors import BenchError, Interrupted
 from benchmark.interface import Architecture, Budget
-from benchmark.job import PHASE, JobSpec, job_budget, load_samples, reusable_entries
+from benchmark.job import load_samples
+from benchmark.jobspec import PHASE, RESULT, JobSpec, job_budget, read_phase, reusable_entries
 from benchmark.launchers import Launcher, Running, Slot, make_launcher, still_running
 from benchmark.postprocessing import Pipeline
+from benchmark.processes import Orphanage
 from benchmark.registry import ARCHITECTURES, POSTPROCESSING
 from benchmark.results import RESULTS_ROOT, ResultsStore, job_id, utc_now
 from benchmark.suite import ArchitectureSpec, Launch, Suite
@@ -154,7 +156,8 @@ def run_suite(
             )
         store.write_manifest(manifest)
         echo(f"results: {store.folder}")
-        failures = _run_jobs(store, suite, data, jobs, device, write_picks, launch, echo)
+        orphans = held.enter_context(Orphanage(here=launch.runs_here))
+        failures = _run_jobs(store, suite, data, jobs, device, write_picks, launch, orphans, echo)
         store.write_manifest({**store.manifest, "finished": utc_now()})
     return store, failures
 
@@ -190,10 +193,12 @@ def _run_jobs(
     device: str,
     write_picks: bool,
     launcher: Launcher,
+    orphans: Orphanage,
     echo: Echo,
 ) -> dict[str, str]:
     """Run (or recover) every job not yet done, as many at once as the launcher has slots; a job that reuses other
-    entries' models waits for the jobs that train them. Returns the failed jobs with their errors."""
+    entries' models waits for the jobs that train them; whatever an ended job left running is stopped. Returns the
+    failed jobs with their errors."""
     manifest = store.manifest
     waiting = [job for job in jobs if manifest["jobs"][job_id(job[0].label, *job[1:])]["status"] != "ok"]
     failures, active, free = {}, {}, launcher.slots()
@@ -224,6 +229,7 @@ def _run_jobs(
                     continue
                 started.running.stop()  # whatever the job started and left behind
                 del active[key]
+                orphans.sweep({other.running.pid for other in active.values()})
                 free.append(started.slot)
                 _store(store, started.job, result)
                 bar.update()
@@ -366,7 +372,7 @@ def _recovered(store: ResultsStore, job: JobSpec) -> bool:
     folder = Path(job.folder)
     try:
         earlier = JobSpec.read(folder / "job.json")
-        result = json.loads((folder / "result.json").read_text())
+        result = json.loads((folder / RESULT).read_text())
     except (OSError, json.JSONDecodeError, TypeError):
         return False
     if result.get("status") != "ok" or earlier.work() != job.work():
@@ -379,7 +385,7 @@ def _start(store: ResultsStore, suite: Suite, job: JobSpec, launcher: Launcher, 
     """Write a job's spec into its clean folder and launch it in `slot`."""
     folder = Path(job.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("result.json", "traceback.txt", PHASE):
+    for stale in (RESULT, "traceback.txt", PHASE):
         (folder / stale).unlink(missing_ok=True)
     job = replace(job, runner_pid=os.getpid() if launcher.owns_jobs else 0, parallel_jobs=launcher.sharing)
     job.save(folder / "job.json")
@@ -403,7 +409,7 @@ def _outcome(active: _Active) -> dict | None:
     folder = Path(active.job.folder)
     if active.running.ended():
         try:
-            return json.loads((folder / "result.json").read_text())
+            return json.loads((folder / RESULT).read_text())
         except (OSError, json.JSONDecodeError):
             active.ended_at = active.ended_at or time.monotonic()
             if time.monotonic() - active.ended_at < active.running.result_grace:
@@ -411,9 +417,8 @@ def _outcome(active: _Active) -> dict | None:
             return active.running.failure()
     if active.running.queued():  # (re)queued on a cluster: its clock starts when it runs again
         return None
-    try:
-        phase = json.loads((folder / PHASE).read_text())
-    except (OSError, json.JSONDecodeError):  # not yet written (or queued on a cluster)
+    phase = read_phase(folder)
+    if phase is None:  # not yet written (or queued on a cluster)
         return None
     if time.time() - phase["since"] <= active.budget.limit(phase["phase"]):
         return None

@@ -19,12 +19,14 @@ def bench(*args) -> object:
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def bench_process(*args, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the installed console script, as a user would; a PYTHONPATH in `env` goes before the caller's."""
+def bench_process(*args, env: dict | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run the installed console script, as a user would, capturing its output until every process holding it has
+    exited; a PYTHONPATH in `env` goes before the caller's."""
     env = {**os.environ, **(env or {})}
     if os.environ.get("PYTHONPATH") and env["PYTHONPATH"] != os.environ["PYTHONPATH"]:
         env["PYTHONPATH"] += os.pathsep + os.environ["PYTHONPATH"]
-    return subprocess.run([BENCH, *map(str, args)], capture_output=True, text=True, check=False, env=env)
+    command = [BENCH, *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, check=False, env=env, timeout=timeout)
 
 
 def assert_one_line_error(result, *fragments: str, alone: bool = False) -> None:

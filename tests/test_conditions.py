@@ -19,7 +19,8 @@ import pytest
 
 from benchmark.data import Project
 from benchmark.interface import Architecture
-from benchmark.job import JobSpec, run_job
+from benchmark.job import run_job
+from benchmark.jobspec import JobSpec
 from benchmark.registry import ARCHITECTURES
 from benchmark.suite import ArchitectureSpec, load_suite
 

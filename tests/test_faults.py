@@ -339,6 +339,25 @@ def test_a_result_finished_before_the_runner_died_is_kept_on_resume(finished, tm
     pd.testing.assert_frame_equal(store.table("thresholds"), finished.table("thresholds"))
 
 
+ESCAPES = SMOKE_TEXT.split("architectures:")[0] + (
+    "architectures:\n"
+    "  - {name: faulty-escapes, label: returns, config: {pid_file: DIR/returns.pid}}\n"
+    "  - {name: faulty-escapes, label: dies, config: {pid_file: DIR/dies.pid, then: dies}}\n"
+)
+
+
+def test_daemons_a_plugin_leaves_behind_are_stopped_and_the_output_is_released(plugin_path, smoke_config, tmp_path):
+    suite = suite_file(tmp_path, ESCAPES.replace("DIR", str(tmp_path)), "escapes")
+    arguments = ("run", "--suite", suite, "--results", tmp_path / "results", "--no-write-picks")
+    # the daemons sleep 600 s holding bench's stdout and stderr: the capture ends only when they are gone
+    result = bench_process(*arguments, env={"PYTHONPATH": plugin_path}, timeout=180)
+    assert_one_line_error(result, "1 job(s) failed: dies-seed0-ts")
+    jobs = ResultsStore.latest("escapes", tmp_path / "results").manifest["jobs"]
+    assert jobs["returns-seed0-ts"]["status"] == "ok"  # its job stopped the daemon as it ended
+    assert "killed by SIGKILL" in jobs["dies-seed0-ts"]["error"]  # the runner adopted its daemon and stopped it
+    assert gone(int((tmp_path / "returns.pid").read_text())) and gone(int((tmp_path / "dies.pid").read_text()))
+
+
 def test_a_fit_past_its_budget_is_stopped_with_its_children_and_the_suite_goes_on(plugin_path, smoke_config, tmp_path):
     pid_file = tmp_path / "helper.pid"
     text = SMOKE_TEXT.replace("  minutes: 2 ", "  minutes: 0.05\n  grace_minutes: 0.05 ")

@@ -21,6 +21,7 @@ import benchmark.job
 from benchmark import launchers
 from benchmark.errors import BenchError
 from benchmark.interface import Budget
+from benchmark.jobspec import JobSpec
 from benchmark.launchers import Slot, SlurmLauncher, time_minutes
 from benchmark.results import ResultsStore
 from benchmark.suite import Launch, load_suite
@@ -210,7 +211,7 @@ def test_submitits_time_limit_signal_is_recorded_as_the_time_limit(smoke_config,
 
     monkeypatch.setattr(benchmark.job, "run_job", warned)
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    spec = benchmark.job.JobSpec("k", str(tmp_path), str(tmp_path), "smoke", str(smoke_config), {}, "", 0, "ts", "cpu",
+    spec = JobSpec("k", str(tmp_path), str(tmp_path), "smoke", str(smoke_config), {}, "", 0, "ts", "cpu",
                                  1, None)  # fmt: skip
     result = benchmark.job._result(spec, tmp_path)
     assert result == {"status": "failed", "error": "killed by SLURM (job 4242): it ran past its time limit"}

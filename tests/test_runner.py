@@ -197,17 +197,19 @@ def test_list_shows_third_party_plugins_and_skips_broken_ones(plugin_path):
 def test_run_records_failing_plugins_and_keeps_the_rest(plugin_path, smoke_config, tmp_path):
     suite = tmp_path / "plugins.yaml"
     text = Path("suites/smoke.yaml").read_text().replace("name: smoke", "name: plugins")
-    entries = "".join(f"  - name: {name}\n" for name in ("faulty-columns", "faulty-raises", "faulty-dies"))
+    faulty = ("faulty-columns", "faulty-raises", "faulty-dies", "faulty-interrupts")
+    entries = "".join(f"  - name: {name}\n" for name in faulty)
     suite.write_text(text.split("architectures:")[0] + "architectures:\n  - name: example-smooth-minima\n" + entries)
     result = bench_process("run", "--suite", suite, "--results", tmp_path, env={"PYTHONPATH": plugin_path})
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: 3 job(s) failed")
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: 4 job(s) failed")
     assert "Traceback" not in result.stderr
     jobs = ResultsStore.latest("plugins", tmp_path).manifest["jobs"]
     assert jobs["example-smooth-minima-seed0-ts"]["status"] == "ok"
     assert "predict() returned columns ['label', 'z', 'y', 'x']" in jobs["faulty-columns-seed0-ts"]["error"]
     assert jobs["faulty-raises-seed0-ts"]["error"] == "RuntimeError: simulated CUDA out of memory"
     assert "killed by SIGKILL" in jobs["faulty-dies-seed0-ts"]["error"]
+    assert jobs["faulty-interrupts-seed0-ts"]["error"] == "KeyboardInterrupt: the plug-in gave up"  # not SIGINT
     scores = pd.read_csv(ResultsStore.latest("plugins", tmp_path).folder / "scores.csv")
     assert set(scores["architecture"]) == {"example-smooth-minima"}
     json.loads((ResultsStore.latest("plugins", tmp_path).folder / "manifest.json").read_text())

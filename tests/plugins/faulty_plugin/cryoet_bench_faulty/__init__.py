@@ -70,3 +70,45 @@ class Hangs(_NoModel):
 
     def predict(self, tomogram) -> pd.DataFrame:
         raise AssertionError("never reached")
+
+
+def _daemon(pid_file: str) -> None:
+    """Leave a process behind as a daemon does: fork, setsid (out of the job's process group), fork again and let the
+    middle process exit (the grandchild is orphaned); it holds the job's stdout and stderr open and sleeps."""
+    middle = os.fork()
+    if middle == 0:
+        os.setsid()
+        if os.fork() == 0:
+            Path(pid_file).write_text(str(os.getpid()))
+            time.sleep(600)
+        os._exit(0)
+    os.waitpid(middle, 0)
+    while not Path(pid_file).exists():
+        time.sleep(0.01)
+
+
+@register("faulty-escapes")
+class Escapes(_NoModel):
+    """Leaves a daemon behind in fit (its pid in `config['pid_file']`), then dies by SIGKILL there with
+    `config['then']` "dies", or goes on as if nothing happened."""
+
+    def fit(self, train, val, budget, tracker) -> None:
+        for _ in tracker.epochs():
+            _daemon(self.config["pid_file"])
+            if self.config.get("then") == "dies":
+                os.kill(os.getpid(), signal.SIGKILL)
+            break
+
+    def predict(self, tomogram) -> pd.DataFrame:
+        return pd.DataFrame(columns=["particle_type", "x", "y", "z", "score"])
+
+
+@register("faulty-interrupts")
+class Interrupts(_NoModel):
+    """Raises KeyboardInterrupt inside fit, as a plug-in that catches Ctrl-C badly might."""
+
+    def fit(self, train, val, budget, tracker) -> None:
+        raise KeyboardInterrupt("the plug-in gave up")
+
+    def predict(self, tomogram) -> pd.DataFrame:
+        raise AssertionError("never reached")

@@ -1,0 +1,156 @@
+"""What a job does with a fitted model's candidates: time its predictions, apply the suite's post-processing, tune
+thresholds on val, score every split, and write the picks."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.data import Project
+from benchmark.files import inside, write_csv
+from benchmark.interface import Architecture, Sample, check_predictions
+from benchmark.postprocessing import Pipeline, StepData
+from benchmark.submission import write_submission
+from benchmark.suite import ArchitectureSpec
+from metrics.fbeta import score_picks
+from metrics.thresholds import apply_thresholds, tune_thresholds
+
+
+def predict_picks(
+    model: Architecture, spec: ArchitectureSpec, sample: Sample, project: Project, sync: Callable[[], None]
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Checked candidate picks of one tomogram, tagged with its run, and the seconds spent reading it, in the model
+    (predict less its reads), in the checks, and in all; the suite's steps are applied (and timed) afterwards."""
+    clock = sample.tomogram.reads
+    clock.seconds = 0.0
+    sync()
+    started = time.perf_counter()
+    raw = model.predict(sample.tomogram)
+    sync()
+    predicted = time.perf_counter()
+    picks = check_predictions(raw, spec.label, sample.tomogram, project.particles).assign(experiment=sample.run)
+    done = time.perf_counter()
+    seconds = {
+        "read_seconds": clock.seconds,
+        "model_seconds": predicted - started - clock.seconds,
+        "postprocess_seconds": done - predicted,
+        "total_seconds": done - started,
+    }
+    return picks, seconds
+
+
+@dataclass
+class Processed:
+    """Candidates after a list of post-processing steps: per split, with the seconds the fit took, the seconds per
+    tomogram the steps took, and what each step's fit chose."""
+
+    candidates: dict[str, pd.DataFrame]
+    fit_seconds: float
+    seconds: dict[str, float]  # run -> seconds
+    fitted: list[dict]
+
+
+def post_process(
+    steps: list[dict], candidates: dict[str, pd.DataFrame], samples: dict[str, list[Sample]], project: Project
+) -> Processed:
+    """Fit the steps (train runs, val candidates), then apply them to every split's candidates, tomogram by tomogram,
+    timed."""
+    pipeline = Pipeline.build(steps, project.particles)
+    started = time.perf_counter()
+    pipeline.fit(StepData(samples["train"], samples["val"], candidates["val"]))
+    fit_seconds = time.perf_counter() - started
+    processed, seconds = {}, {}
+    for split, found in candidates.items():
+        parts = []
+        for sample in samples[split]:
+            started = time.perf_counter()
+            mine = found[found["experiment"] == sample.run].reset_index(drop=True)
+            parts.append(pipeline(mine, sample.tomogram).assign(experiment=sample.run))
+            seconds[sample.run] = time.perf_counter() - started
+        processed[split] = pd.concat(parts, ignore_index=True)
+    return Processed(processed, fit_seconds, seconds, [step.fitted() for step in pipeline.steps])
+
+
+def evaluate(
+    candidates: dict[str, pd.DataFrame], samples: dict[str, list[Sample]], project: Project
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], list[dict]]:
+    """Thresholds tuned on val, the thresholded picks of every split, and their score rows."""
+    thresholds = tune_thresholds(truth_of(samples["val"]), candidates["val"], project.particles)
+    picks = {name: apply_thresholds(found, thresholds) for name, found in candidates.items()}
+    scores = [row for name in picks for row in score_rows(name, picks[name], samples[name], project)]
+    return thresholds, picks, scores
+
+
+def variant_rows(
+    spec: ArchitectureSpec,
+    variant: dict,
+    processed: Processed,
+    base: Processed,
+    samples: dict[str, list[Sample]],
+    project: Project,
+    evaluated: str,
+) -> dict:
+    """One ablation variant's rows: scores and thresholds under the label `<label>+<name>`, its ablation row (steps,
+    what they fitted, their extra seconds, and the evaluated split's candidates before and after), and its picks."""
+    thresholds, picks, scores = evaluate(processed.candidates, samples, project)
+    runs = [sample.run for sample in samples[evaluated]]
+    return {
+        "label": f"{spec.label}+{variant['name']}",
+        "scores": scores,
+        "thresholds": thresholds.rename(columns={"f4": "val_f4"}).to_dict("records"),
+        "picks": picks,
+        "ablation": {
+            "base": spec.label,
+            "variant": variant["name"],
+            "steps": json.dumps(variant["steps"]),
+            "fitted": json.dumps(processed.fitted, default=plain),
+            "fit_seconds": processed.fit_seconds,
+            "postprocess_seconds": float(np.median([processed.seconds[run] for run in runs])),
+            "candidates_before": len(base.candidates[evaluated]),
+            "candidates_after": len(processed.candidates[evaluated]),
+        },
+    }
+
+
+def plain(value: object) -> object:
+    """A value JSON cannot write (numpy scalars and arrays a step's `fitted` may hold) as plain Python."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def with_steps(latency: pd.DataFrame, seconds: dict[str, float]) -> pd.DataFrame:
+    """The latency rows with each run's post-processing seconds (timed once per tomogram) added to every repeat."""
+    extra = latency["run"].map(seconds).fillna(0.0)
+    return latency.assign(
+        postprocess_seconds=latency["postprocess_seconds"] + extra, total_seconds=latency["total_seconds"] + extra
+    )
+
+
+def truth_of(samples: list[Sample]) -> pd.DataFrame:
+    """The ground truth of several samples in the competition's solution layout."""
+    return pd.concat([s.picks for s in samples], ignore_index=True)
+
+
+def score_rows(split: str, picks: pd.DataFrame, samples: list[Sample], project: Project) -> list[dict]:
+    """Per-type rows and the weighted (competition) row of one split's thresholded picks."""
+    result = score_picks(truth_of(samples), picks, project.particles)
+    totals = result.per_type[["tp", "fp", "fn"]].sum().to_dict()
+    weighted = {"particle_type": "weighted", "f4": result.weighted, **totals}
+    return [{"split": split, **row} for row in [*result.per_type.to_dict("records"), weighted]]
+
+
+def write_predictions(candidates, picks, samples, project, out: Path, label: str, session_id: str | None) -> None:
+    """Per-run competition CSVs (and copick picks, given a session) of the thresholded picks; every scored candidate
+    in one CSV."""
+    for name, kept in picks.items():
+        for sample in samples[name]:
+            mine = kept[kept["experiment"] == sample.run]
+            write_submission(mine, inside(out, f"{sample.run}.csv"))
+            if session_id is not None:
+                project.write_picks(sample.run, mine, label, session_id)
+    write_csv(out / "candidates.csv", pd.concat(candidates.values(), ignore_index=True))

@@ -1,0 +1,108 @@
+"""Process plumbing: a job, and the `bench run` that started it, leave nothing running, whatever a plug-in does.
+
+A plug-in's child that calls setsid leaves the job's process group, so a group kill misses it; one whose parent
+exits is re-parented to init, out of reach of its job. Jobs and the runner therefore make themselves subreapers
+(Linux's PR_SET_CHILD_SUBREAPER): an orphan is re-parented to the nearest of them instead, stays a descendant, and
+is stopped with the job's process tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+
+import psutil
+
+PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent dies
+PR_SET_CHILD_SUBREAPER = 36  # prctl option: orphaned descendants are re-parented to this process, not to init
+PR_GET_CHILD_SUBREAPER = 37
+REAP_SECONDS = 5.0  # how long a killed child of this process is waited for
+
+
+def _prctl(option: int, value: int = 0) -> int | None:
+    """Call prctl (Linux only; None elsewhere or when it fails)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    if option == PR_GET_CHILD_SUBREAPER:
+        flag = ctypes.c_int(0)
+        return flag.value if libc.prctl(option, ctypes.byref(flag), 0, 0, 0) == 0 else None
+    return 0 if libc.prctl(option, value, 0, 0, 0) == 0 else None
+
+
+def adopt_orphans(on: bool = True) -> None:
+    """Make this process (or stop it being) the subreaper of its descendants."""
+    _prctl(PR_SET_CHILD_SUBREAPER, int(on))
+
+
+def kill_tree(pid: int, include_root: bool = True) -> None:
+    """Kill a process (or, without `include_root`, only its descendants) and every descendant, and reap those that
+    are this process's children."""
+    try:
+        root = psutil.Process(pid)
+        doomed = [*root.children(recursive=True), *([root] if include_root else [])]
+    except psutil.NoSuchProcess:
+        return
+    for process in doomed:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    for process in doomed:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired, ChildProcessError):
+            if process.ppid() == os.getpid():
+                process.wait(REAP_SECONDS)
+
+
+def stop_descendants() -> None:
+    """Kill everything this process started, orphans it adopted included."""
+    kill_tree(os.getpid(), include_root=False)
+
+
+def die_with(runner: int) -> None:
+    """Adopt the orphans of this job's plug-in, and have the kernel signal this job when the runner `bench run`
+    process dies (Linux); the job then kills every descendant and its own process group, so nothing outlives the
+    runner."""
+    adopt_orphans()
+    if not runner or not sys.platform.startswith("linux"):
+        return
+    signal.signal(signal.SIGTERM, lambda signum, frame: _die())
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != runner:  # the runner died before the request took effect
+        _die()
+
+
+def _die() -> None:
+    """Kill every descendant, then this process's group (this job leads it)."""
+    stop_descendants()
+    os.killpg(0, signal.SIGKILL)
+
+
+class Orphanage:
+    """`bench run` as the last subreaper of the jobs it runs on this machine (`here`): the descendants of a job that
+    died outright (killed by the kernel for memory, say) are re-parented to the runner, which stops them when a job
+    ends and when it exits. The processes it had before and the jobs it runs are left alone."""
+
+    def __init__(self, here: bool = True):
+        self.here, self.was, self.before = here, None, set()
+
+    def __enter__(self) -> Orphanage:
+        if self.here:
+            self.was = _prctl(PR_GET_CHILD_SUBREAPER)
+            self.before = {child.pid for child in psutil.Process().children()}
+            adopt_orphans()
+        return self
+
+    def sweep(self, jobs: set[int]) -> None:
+        """Kill the adopted orphans: children this process did not have before and that are not running `jobs`."""
+        if not self.here:
+            return
+        for child in psutil.Process().children():
+            if child.pid not in self.before | jobs:
+                kill_tree(child.pid)
+
+    def __exit__(self, *exc: object) -> None:
+        self.sweep(set())
+        if self.was == 0:
+            adopt_orphans(False)
