@@ -6,11 +6,13 @@ import difflib
 import fnmatch
 import itertools
 import json
+import socket
 import time
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import copick
 import numpy as np
@@ -23,6 +25,8 @@ from benchmark.conventions import CZII_VOXEL_SIZE, DEFAULT_TOMO_TYPE, GROUND_TRU
 from benchmark.coords import XYZ, inside_volume
 from benchmark.errors import BenchError
 from benchmark.particles import ParticleTable
+
+PORTAL_TIMEOUT = 5.0  # seconds to wait for the portal to answer before saying it cannot be reached
 
 
 class BenchWarning(UserWarning):
@@ -111,20 +115,35 @@ def _open_root(config: Path):
     try:
         text = config.read_text()
         data = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BenchError(f"copick config '{config}' is not valid JSON ({err}); fix the file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else err
+        raise BenchError(f"copick config '{config}' is not valid JSON ({reason}); fix the file") from None
+    if isinstance(data, dict) and data.get("config_type") == "cryoet_data_portal":
+        _require_portal(config)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             return _copick_root(text, data)
-    except pydantic.ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
+    except (pydantic.ValidationError, ValueError, TypeError, KeyError, RecursionError) as err:
         raise BenchError(
-            f"copick config '{config}' is malformed: {where}: {first['msg']}; see copick's config format"
+            f"copick config '{config}' is malformed: {_parse_reason(err)}; see copick's config format"
         ) from None
-    except (ValueError, TypeError, KeyError) as err:
-        raise BenchError(f"copick config '{config}' is malformed: {err}; see copick's config format") from None
+
+
+def _require_portal(config: Path) -> None:
+    """Refuse at once a CryoET Data Portal config where the portal cannot be reached (copick would retry for most of
+    a minute, then fail with a traceback)."""
+    from cryoet_data_portal import _client  # the endpoint copick's portal client uses (no public name for it)
+
+    url = urlsplit(_client.DEFAULT_URL)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=PORTAL_TIMEOUT).close()
+    except OSError as err:
+        raise BenchError(
+            f"copick config '{config}' reads the CryoET Data Portal, which needs network access, and {url.hostname} "
+            f"cannot be reached from here ({err.strerror or err}); run where it can, or download the data and use "
+            "a filesystem copick config"
+        ) from None
 
 
 def _copick_root(text: str, data: object):
@@ -304,14 +323,24 @@ class Project:
 
 
 def open_tomogram(copick_tomogram, run: str, copick_voxel_size: float) -> Tomogram:
-    """Wrap a copick tomogram's OME-Zarr pyramid without reading voxels; refuse a scale that contradicts copick's
-    voxel spacing and levels with missing chunks (zarr would read them as zeros)."""
+    """Wrap a copick tomogram's OME-Zarr pyramid without reading voxels; refuse metadata that does not parse, a
+    scale that contradicts copick's voxel spacing, levels that are missing, not 3D, empty, not real numbers, or
+    missing chunks (zarr would read them as zeros)."""
     name = f"tomogram {run}/{copick_tomogram.tomo_type}"
-    group = zarr.open_group(copick_tomogram.zarr(), mode="r")
+    store = copick_tomogram.zarr()
     try:
-        paths = [d["path"] for d in group.attrs["multiscales"][0]["datasets"]]
+        group = zarr.open_group(store, mode="r")
+        multiscales = group.attrs.asdict().get("multiscales")
+    except zarr.errors.GroupNotFoundError:
+        raise BenchError(
+            f"{name}: {_location(store)} is not a zarr group (no .zgroup); re-download or regenerate the volume"
+        ) from None
+    except METADATA_ERRORS as err:
+        raise BenchError(_unreadable_metadata(name, store, err)) from None
+    try:
+        paths = [d["path"] for d in multiscales[0]["datasets"]]
         voxel_size = get_voxel_size_from_zarr(group)
-    except (KeyError, IndexError, ValueError):
+    except (KeyError, IndexError, TypeError, ValueError):  # no (usable) OME-Zarr multiscales: every array, in order
         paths = sorted(group.array_keys(), key=lambda k: int(k) if k.isdigit() else k)
         voxel_size = copick_voxel_size
     if not paths:
@@ -322,17 +351,67 @@ def open_tomogram(copick_tomogram, run: str, copick_voxel_size: float) -> Tomogr
             f"{copick_voxel_size:g} Å voxel spacing (more than {VOXEL_TOLERANCE:.0%} apart); fix the scale in its "
             ".zattrs or move it to the voxel spacing it was reconstructed at"
         )
-    levels = tuple(group[p] for p in paths)
-    for level, array in enumerate(levels):
-        missing = [
-            i for i in itertools.product(*map(range, array.cdata_shape)) if _chunk_key(array, i) not in array.store
-        ]
-        if missing:
-            raise BenchError(
-                f"{name} level {level} is missing {len(missing)} of {array.nchunks} zarr chunks (first: "
-                f"{chunk_path(array, missing[0])}), which would read as zeros; re-download or regenerate the volume"
-            )
+    levels = tuple(_level(group, str(path), level, name, store) for level, path in enumerate(paths))
     return Tomogram(run, copick_tomogram.tomo_type, float(voxel_size), levels)
+
+
+#: what zarr (and the json module under it) raises for metadata that is not JSON, or nested too deep to parse
+METADATA_ERRORS = (ValueError, UnicodeDecodeError, RecursionError, zarr.errors.MetadataError)
+
+
+def _level(group: zarr.Group, path: str, level: int, name: str, store) -> zarr.Array:
+    """One pyramid level, checked: present, readable metadata, a 3D volume of real numbers with every chunk."""
+    where = f"{name} level {level}"
+    try:
+        array = group[path]
+    except KeyError:
+        raise BenchError(
+            f"{where}: its OME-Zarr multiscales names array '{path}', which is not in {_location(store)}; "
+            "re-download or regenerate the volume (or fix the multiscales in its .zattrs)"
+        ) from None
+    except METADATA_ERRORS as err:
+        raise BenchError(_unreadable_metadata(name, store, err)) from None
+    if not isinstance(array, zarr.Array) or array.ndim != 3 or 0 in array.shape:
+        shape = "x".join(map(str, array.shape)) if isinstance(array, zarr.Array) else "a group"
+        raise BenchError(
+            f"{where} is {shape}, not a 3D (z, y, x) volume with voxels; a tomogram level is one 3D array: "
+            "regenerate the volume"
+        )
+    if array.dtype.kind not in "iuf":
+        raise BenchError(
+            f"{where} holds {array.dtype} values; tomograms are real numbers (integer or float): convert the volume"
+        )
+    missing = [i for i in chunk_indices(array) if _chunk_key(array, i) not in array.store]
+    if missing:
+        raise BenchError(
+            f"{where} is missing {len(missing)} of {array.nchunks} zarr chunks (first: "
+            f"{chunk_path(array, missing[0])}), which would read as zeros; re-download or regenerate the volume"
+        )
+    return array
+
+
+def _location(store) -> str:
+    """Where a zarr store lives: its folder, or its type."""
+    return str(getattr(store, "path", None) or type(store).__name__)
+
+
+def _unreadable_metadata(name: str, store, err: BaseException) -> str:
+    """What to say of zarr metadata that cannot be parsed, naming the first damaged metadata file when the store is
+    a local folder."""
+    root = Path(_location(store))
+    damaged = [path for path in sorted(root.rglob(".z*")) if path.is_file() and not _is_json(path)]
+    which = f"zarr metadata file {damaged[0]}" if damaged else f"its zarr metadata in {root}"
+    reason = "nested too deeply" if isinstance(err, RecursionError) else "not JSON"
+    return f"{name}: {which} cannot be read ({reason}); re-download or regenerate the volume"
+
+
+def _is_json(path: Path) -> bool:
+    """Whether a file parses as JSON."""
+    try:
+        json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return True
 
 
 DECODE_ERRORS = (RuntimeError, ValueError, OSError)  # what a truncated or corrupt chunk raises from its codec
@@ -361,18 +440,28 @@ def _picks_location(picks) -> str:
 
 
 def _load_positions(picks) -> np.ndarray:
-    """Å positions of a picks record, with copick's parse errors and non-finite coordinates turned into a BenchError."""
+    """Å positions of a picks record, with copick's read and parse errors and non-finite coordinates turned into a
+    BenchError."""
+    where = f"picks file {_picks_location(picks)}"
     try:
-        xyz = picks.full_positions().reshape(-1, 3)
-    except (json.JSONDecodeError, pydantic.ValidationError, UnicodeDecodeError) as err:
-        reason = err.errors()[0]["msg"] if isinstance(err, pydantic.ValidationError) else str(err)
-        raise BenchError(
-            f"picks file {_picks_location(picks)} is not valid copick picks JSON ({reason}); fix or remove it"
-        ) from None
+        xyz = np.asarray(picks.full_positions(), dtype=float).reshape(-1, 3)
+    except OSError as err:
+        raise BenchError(f"{where} cannot be read ({err.strerror or err}); fix or remove it") from None
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as err:
+        raise BenchError(f"{where} is not valid copick picks JSON ({_parse_reason(err)}); fix or remove it") from None
     bad = int((~np.isfinite(xyz).all(axis=1)).sum())
     if bad:
-        raise BenchError(
-            f"picks file {_picks_location(picks)} has {bad} pick(s) with a NaN or infinite coordinate; "
-            "fix or remove them"
-        )
+        raise BenchError(f"{where} has {bad} pick(s) with a NaN or infinite coordinate; fix or remove them")
     return xyz
+
+
+def _parse_reason(err: BaseException) -> str:
+    """Why a JSON file did not parse into what copick expects, in a few words."""
+    if isinstance(err, pydantic.ValidationError):
+        first = err.errors()[0]
+        return f"{'.'.join(map(str, first['loc']))}: {first['msg']}" if first["loc"] else first["msg"]
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    if isinstance(err, TypeError):
+        return f"a field has the wrong type: {err}"
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -52,6 +53,12 @@ class Budget:
     def __post_init__(self) -> None:
         if self.minutes is None:
             raise BenchError("a budget needs 'minutes' (the wall-clock cap of every fit); set it in the suite file")
+        minutes = [self.minutes, self.grace_minutes, *([] if self.predict_minutes is None else [self.predict_minutes])]
+        if not all(math.isfinite(value) for value in minutes):
+            raise BenchError(
+                f"budget {self} has an infinite or NaN number of minutes; the cap guards against hangs, so give it a "
+                "finite number (several times what the epochs take) in the suite file"
+            )
         positive = self.minutes > 0 and (self.predict_minutes is None or self.predict_minutes > 0)
         if not positive or self.grace_minutes < 0 or (self.epochs is not None and self.epochs < 1):
             raise BenchError(f"budget {self} must be positive; fix the suite file")

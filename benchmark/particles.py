@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -48,6 +49,11 @@ class ParticleTable:
                 continue
             if obj.radius is None:
                 raise BenchError(f"pickable object '{obj.name}' has no radius in the copick config; add 'radius' (Å)")
+            if not math.isfinite(obj.radius) or obj.radius <= 0:
+                raise BenchError(
+                    f"pickable object '{obj.name}' has radius {obj.radius:g} Å in the copick config; a particle's "
+                    "radius must be a positive number of Å: fix 'radius'"
+                )
             particles.append(
                 ParticleType(
                     name=obj.name,

@@ -12,7 +12,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from benchmark.errors import BenchError
-from benchmark.files import write_text
+from benchmark.files import write_figure, write_text
 from benchmark.particles import COMPETITION_WEIGHTS
 from benchmark.results import RESULTS_ROOT, ResultsStore
 from metrics.spread import CONFIDENCE, Spread, paired_difference
@@ -35,10 +35,9 @@ def suites_with_results(root: Path = RESULTS_ROOT) -> list[str]:
 def build_report(store: ResultsStore, out: Path, readme: Path | None = None) -> list[Path]:
     """Write README.md and the plots for one results folder into `out` (and the summary into `readme`)."""
     report = Report(store)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, figure in report.plots().items():
-        figure.savefig(out / name, dpi=120, bbox_inches="tight")
+        write_figure(out / name, figure)
         written.append(out / name)
     write_text(out / "README.md", report.markdown([p.name for p in written]))
     written.append(out / "README.md")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import shlex
 import time
 import warnings
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from tqdm.auto import tqdm
 from benchmark.data import BenchWarning, Project
 from benchmark.environment import environment
 from benchmark.errors import BenchError, Interrupted
+from benchmark.files import name_limit
 from benchmark.interface import Architecture, Budget
 from benchmark.job import load_samples
 from benchmark.jobspec import PHASE, RESULT, JobSpec, job_budget, read_phase, reusable_entries
@@ -24,7 +27,7 @@ from benchmark.postprocessing import Pipeline
 from benchmark.processes import Orphanage
 from benchmark.registry import ARCHITECTURES, POSTPROCESSING
 from benchmark.results import RESULTS_ROOT, ResultsStore, job_id, utc_now
-from benchmark.suite import ArchitectureSpec, Launch, Suite
+from benchmark.suite import SUITES_DIR, ArchitectureSpec, Launch, Suite
 
 Echo = Callable[[str], None]
 POLL_SECONDS = 0.5  # how often the runner looks at its running jobs
@@ -99,15 +102,31 @@ def preflight(project: Project, suite: Suite) -> None:
             sample.tomogram.check(level)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What a `bench run` was asked for besides its suite file, each None where not given. A new run records them
+    in its manifest (`options`) with the suite's defaults filled in; a resume keeps them and refuses a change."""
+
+    suite: str  # the --suite argument as typed (a name, or a path as given): the resume hint repeats it
+    data: str | None = None  # a copick config (resolved); None: the suite's synthetic preset
+    arch: str | None = None  # a wildcard pattern of the entries to run; None: every entry
+    device: str | None = None
+    seeds: list[int] | None = None
+    write_picks: bool | None = None
+
+    def recorded(self) -> dict:
+        """The options as the manifest keeps them."""
+        return {field: getattr(self, field) for field in KEPT}
+
+
+KEPT = ("data", "arch", "device", "seeds", "write_picks")  # the options a resume keeps
+
+
 def run_suite(
     suite: Suite,
-    config: str | None = None,
-    pattern: str | None = None,
-    device: str | None = None,
-    seeds: list[int] | None = None,
+    given: RunOptions,
     resume: str | None = None,
     root: Path = RESULTS_ROOT,
-    write_picks: bool = True,
     command: str = "",
     echo: Echo = print,
     launcher: str | None = None,
@@ -119,36 +138,42 @@ def run_suite(
     returns the results store and the failed jobs with their errors.
 
     Everything that can be checked is checked before a results folder is created (or, on resume, before a job
-    runs); the folder is locked for the whole run.
+    runs); the folder is locked for the whole run. A resume runs with the options of the run it completes.
     """
-    specs = suite.select(pattern)
-    check_plugins(specs)
     with contextlib.ExitStack() as held:
         manifest = None
         if resume is not None:
             store = ResultsStore.latest(suite.name, root) if resume == "latest" else ResultsStore.open(Path(resume))
             held.enter_context(store.lock())
-            manifest = _resumable(store, suite, config, device)
-            device, data = manifest["device"], manifest["data"]
-        launcher, jobs, settings = _launcher(suite, manifest, launcher, jobs, dict(launch_options or {}))
+            manifest = _resumable(store, suite)
+            options = _kept(store, manifest, given)
+        else:
+            config = None if given.data is None else str(Path(given.data).resolve())
+            options = replace(
+                given,
+                data=config,
+                device=given.device or suite.device,
+                seeds=given.seeds or suite.seeds,
+                write_picks=given.write_picks is not False,
+            )
+        specs = suite.select(options.arch)
+        check_plugins(specs)
+        launcher, jobs, settings = _launcher(suite, manifest, launcher, jobs, dict(launch_options or {}), echo)
         if manifest is None:
-            device = device or suite.device
-            check_device(device, here=launcher != "slurm")
-        launch = make_launcher(launcher, jobs, device, settings)
+            check_device(options.device, here=launcher != "slurm")
+        launch = make_launcher(launcher, jobs, options.device, settings)
+        data = manifest["data"] if manifest else resolve_data(suite, options.data, echo)
+        project = Project(data["config"])
+        preflight(project, suite)
+        check_name_lengths(suite, specs, options, project.particles, root)
         if manifest is None:
-            data = resolve_data(suite, config, echo)
-        preflight(Project(data["config"]), suite)
-        seeds = seeds or (manifest["seeds"] if manifest else suite.seeds)
-        if manifest is None:
-            manifest = _new_manifest(suite, data, device, seeds, command)
+            manifest = _new_manifest(suite, data, options, command)
             store = ResultsStore.create(suite.name, manifest["environment"]["git"]["short"], root)
             held.enter_context(store.lock())
-        else:
-            manifest["seeds"] = sorted({*manifest["seeds"], *seeds})
-            manifest.pop("finished", None)  # running again: reports take the previous finished run meanwhile
+        manifest.pop("finished", None)  # running again: reports take the previous finished run meanwhile
         manifest["launches"] = [*manifest.get("launches", []), {**launch.record(), "started": utc_now()}]
         ordered = sorted(specs, key=lambda spec: bool(reusable_entries(ARCHITECTURES.get(spec.name), spec.config)))
-        jobs = [(spec, seed, fold) for seed in seeds for fold in suite.folds for spec in ordered]  # parts first
+        jobs = [(spec, seed, fold) for seed in options.seeds for fold in suite.folds for spec in ordered]  # parts 1st
         for spec, seed, fold in jobs:
             manifest["jobs"].setdefault(
                 job_id(spec.label, seed, fold),
@@ -157,21 +182,87 @@ def run_suite(
         store.write_manifest(manifest)
         echo(f"results: {store.folder}")
         orphans = held.enter_context(Orphanage(here=launch.runs_here))
-        failures = _run_jobs(store, suite, data, jobs, device, write_picks, launch, orphans, echo)
+        hint = f"bench run --suite {shlex.quote(given.suite)} --resume {shlex.quote(str(store.folder))}"
+        failures = _run_jobs(store, suite, data, jobs, options, launch, orphans, hint, echo)
         store.write_manifest({**store.manifest, "finished": utc_now()})
     return store, failures
 
 
+def _kept(store: ResultsStore, manifest: dict, given: RunOptions) -> RunOptions:
+    """The options of the run a resume completes (a folder from before they were recorded: its device and seeds,
+    every entry, picks written); an option given again with another value is refused."""
+    data = manifest["data"]
+    recorded = manifest.get("options") or {
+        "data": None if data.get("synthetic") else data["config"],
+        "arch": None,
+        "device": manifest["device"],
+        "seeds": manifest["seeds"],
+        "write_picks": True,
+    }
+    wanted = {**given.recorded(), "data": None if given.data is None else str(Path(given.data).resolve())}
+    for field in KEPT:
+        if wanted[field] is not None and wanted[field] != recorded[field]:
+            raise BenchError(
+                f"{store.folder} was run {_described(field, recorded[field])}, and a resume keeps every setting of "
+                f"its run; resume without {_described(field, wanted[field], flag_only=True)}, or start a new run"
+            )
+    return RunOptions(given.suite, **recorded)
+
+
+def _described(field: str, value: object, flag_only: bool = False) -> str:
+    """An option's value in the words of the command line."""
+    if field == "write_picks":
+        return "--no-write-picks" if not value else "--write-picks" if flag_only else "writing picks into the project"
+    flag = f"--{field.replace('_', '-')}"
+    if flag_only:
+        return flag
+    if value is None:
+        return {"data": "on the suite's synthetic data", "arch": "with every entry of the suite"}[field]
+    shown = ",".join(map(str, value)) if isinstance(value, list) else value
+    return f"with {flag} {shown}"
+
+
+def check_name_lengths(suite: Suite, specs: list[ArchitectureSpec], options: RunOptions, particles, root: Path):
+    """Refuse names (of runs, labels, particles) that would make a file or folder name longer than the file system
+    takes, before anything is written: the longest names a run derives from them, in bytes."""
+    limit = name_limit(root)
+    stamp = "00000000T000000Z"  # a results folder's time stamp: a session's width
+    derived = [(f"{run}.csv", f"run name {run!r}", "rename the run in the copick project") for run in
+               {run for split in suite.folds.values() for run in split.runs()}]  # fmt: skip
+    for spec in specs:
+        for seed, fold in itertools.product(options.seeds, suite.folds):
+            derived.append((job_id(spec.label, seed, fold), f"label {spec.label!r}", "give the entry a shorter label"))
+            derived += [
+                (f"bench-{spec.label}_{stamp}-s{seed}-{fold}_{particle.name}.json",
+                 f"label {spec.label!r} with particle {particle.name!r}",
+                 "give the entry a shorter label, or pass --no-write-picks")
+                for particle in particles if options.write_picks
+            ]  # fmt: skip
+    for name, source, fix in derived:
+        if len(name.encode()) > limit:
+            raise BenchError(
+                f"{source} makes the file name {name[:40]}... ({len(name.encode())} bytes), longer than this file "
+                f"system takes ({limit}); {fix}"
+            )
+
+
 def _launcher(
-    suite: Suite, manifest: dict | None, name: str | None, jobs: int | None, options: dict
+    suite: Suite, manifest: dict | None, name: str | None, jobs: int | None, options: dict, echo: Echo
 ) -> tuple[str, int, Launch]:
     """The launcher, jobs at once and launcher settings of a run: as given, else (on resume) as the last run of the
-    folder had them, else one job at a time in child processes with the suite's settings."""
+    folder had them, else one job at a time in child processes with the suite's settings. They say where jobs run,
+    not what they compute, so a resume may change them: it says so."""
     last = (manifest or {}).get("launches", [{}])[-1]
-    name = name or last.get("launcher", "process")
+    before = (last.get("launcher", "process"), last.get("jobs", 1))
+    name, jobs = name or before[0], jobs or before[1]
+    if manifest and (name, jobs) != before:
+        echo(
+            f"note: this resume runs with --launcher {name} --jobs {jobs}; the folder's last run had --launcher "
+            f"{before[0]} --jobs {before[1]}"
+        )
     settings = Launch(**last["slurm"]) if name == "slurm" and last.get("launcher") == "slurm" else suite.launch
     sbatch = {**settings.sbatch, **options.pop("sbatch", {})}
-    return name, jobs or last.get("jobs", 1), replace(settings, sbatch=sbatch, **options)
+    return name, jobs, replace(settings, sbatch=sbatch, **options)
 
 
 @dataclass
@@ -190,15 +281,15 @@ def _run_jobs(
     suite: Suite,
     data: dict,
     jobs: list,
-    device: str,
-    write_picks: bool,
+    options: RunOptions,
     launcher: Launcher,
     orphans: Orphanage,
+    hint: str,
     echo: Echo,
 ) -> dict[str, str]:
     """Run (or recover) every job not yet done, as many at once as the launcher has slots; a job that reuses other
     entries' models waits for the jobs that train them; whatever an ended job left running is stopped. Returns the
-    failed jobs with their errors."""
+    failed jobs with their errors; an interruption says how to resume (`hint`)."""
     manifest = store.manifest
     waiting = [job for job in jobs if manifest["jobs"][job_id(job[0].label, *job[1:])]["status"] != "ok"]
     failures, active, free = {}, {}, launcher.slots()
@@ -212,8 +303,9 @@ def _run_jobs(
                 if not free or pending & {job_id(part.label, seed, fold) for _, part in _parts(suite, spec)}:
                     continue
                 waiting.remove((spec, seed, fold))
-                picks_session = f"{session}-s{seed}-{fold}" if write_picks else None
-                job = _job_spec(store, suite, data, spec, (seed, fold), device, manifest["repeats"], picks_session)
+                picks_session = f"{session}-s{seed}-{fold}" if options.write_picks else None
+                job = _job_spec(store, suite, data, spec, (seed, fold), options.device, manifest["repeats"],
+                                picks_session)  # fmt: skip
                 job = replace(job, reuse=_reusable_models(store, suite, spec, seed, fold))
                 if _recovered(store, job):
                     echo(f"recovered: {job.key} had finished before the last run stopped; its result is kept")
@@ -240,8 +332,7 @@ def _run_jobs(
             time.sleep(POLL_SECONDS if active else 0)
     except KeyboardInterrupt:
         raise Interrupted(
-            f"interrupted; finished jobs are kept in {store.folder}; "
-            f"complete them with: bench run --suite {suite.name} --resume {store.folder}"
+            f"interrupted; finished jobs are kept in {store.folder}; complete them with: {hint}"
         ) from None
     finally:
         bar.close()
@@ -282,8 +373,9 @@ def _reusable_models(store: ResultsStore, suite: Suite, spec: ArchitectureSpec, 
     return list(reuse.values())
 
 
-def _new_manifest(suite: Suite, data: dict, device: str, seeds: list[int], command: str) -> dict:
+def _new_manifest(suite: Suite, data: dict, options: RunOptions, command: str) -> dict:
     """The manifest of a new results folder."""
+    device = options.device
     return {
         "suite": {
             "name": suite.name,
@@ -303,31 +395,30 @@ def _new_manifest(suite: Suite, data: dict, device: str, seeds: list[int], comma
         "budget": asdict(suite.budget),
         "epoch_bounds": {spec.label: suite.budget_for(spec).epochs for spec in suite.architectures},
         "repeats": suite.repeats or (3 if device.startswith("cuda") else 1),
-        "seeds": seeds,
+        "seeds": options.seeds,
         "device": device,
         "compute": suite.compute.on(device),
         "environment": environment(device),
         "command": command,
+        "options": options.recorded(),
         "created": utc_now(),
         "jobs": {},
     }
 
 
-def _resumable(store: ResultsStore, suite: Suite, config: str | None, device: str | None) -> dict:
-    """The manifest of a folder to complete, after checking it belongs to this suite and these conditions, that none
-    of its jobs still runs, and that its stored tables read."""
+def _resumable(store: ResultsStore, suite: Suite) -> dict:
+    """The manifest of a folder to complete, after checking it belongs to this suite file, that none of its jobs
+    still runs, and that its stored tables read."""
     manifest = store.manifest
     if manifest["suite"]["name"] != suite.name:
+        shipped = SUITES_DIR / f"{manifest['suite']['name']}.yaml"
+        other = manifest["suite"]["name"] if str(shipped) == manifest["suite"]["path"] else manifest["suite"]["path"]
         raise BenchError(
             f"{store.folder} holds results of suite '{manifest['suite']['name']}', not '{suite.name}'; "
-            f"resume it with --suite {manifest['suite']['name']}"
+            f"resume it with --suite {shlex.quote(other)}"
         )
     if manifest["suite"]["sha256"] != suite.sha256:
         raise BenchError(f"suite file {suite.path} changed since {store.folder} was started; start a new run")
-    if config is not None and str(Path(config).resolve()) != manifest["data"]["config"]:
-        raise BenchError(f"{store.folder} was run on {manifest['data']['config']}; resume without --data")
-    if device is not None and device != manifest["device"]:
-        raise BenchError(f"{store.folder} was run on device {manifest['device']}; resume without --device")
     for key, job in manifest["jobs"].items():
         running = still_running(job, store.job_dir(key)) if job["status"] == "running" else None
         if running is not None:

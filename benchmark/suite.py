@@ -13,7 +13,7 @@ import yaml
 
 from benchmark.conventions import CZII_VOXEL_SIZE, DEFAULT_TOMO_TYPE, GROUND_TRUTH
 from benchmark.errors import BenchError
-from benchmark.files import SAFE_NAME
+from benchmark.files import SAFE_NAME, file_name_problem
 from benchmark.interface import Budget
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -21,6 +21,8 @@ EXAMPLE = "suites/smoke.yaml"
 SPLIT_FOLD = "ts"  # the fold name of the suite's own split
 EVALUATE = ("test", "val")
 PRECISIONS = ("auto", "bf16", "fp32")
+MAX_SUITE_VALUES = 100_000  # values a suite may hold with its YAML aliases substituted (the shipped ones hold ~1,000)
+SEEDS = (0, 2**32 - 1)  # the seeds numpy accepts (torch and Python accept these too)
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,13 @@ class Suite:
         return chosen
 
 
+def check_seeds(seeds: list[int], where: str) -> None:
+    """Refuse seeds that numpy (or torch) cannot take."""
+    bad = [seed for seed in seeds if not SEEDS[0] <= seed <= SEEDS[1]]
+    if bad:
+        raise BenchError(f"{where}: seed {bad[0]} is outside {SEEDS[0]}..{SEEDS[1]}, the seeds numpy accepts; pick one")
+
+
 def list_suites(pattern: str = "*") -> list[str]:
     """Names of the suites shipped in suites/, matching a wildcard pattern."""
     return sorted(p.stem for p in SUITES_DIR.glob("*.yaml") if fnmatch.fnmatchcase(p.stem, pattern))
@@ -178,7 +187,44 @@ def load_suite(name_or_path: str) -> Suite:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise BenchError(f"suite file {path} is not valid YAML ({str(err).splitlines()[0]}); fix it") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise BenchError(f"suite file {path} cannot be read ({err}); fix it") from None
+    except RecursionError:
+        raise BenchError(f"suite file {path} is nested too deeply to read; flatten it") from None
+    values = expanded_size(raw)
+    if values > MAX_SUITE_VALUES:
+        raise BenchError(
+            f"suite file {path} expands to more than {MAX_SUITE_VALUES:,} values once its YAML aliases are "
+            "substituted (aliases of aliases, or one that contains itself); write the entries out or use fewer aliases"
+        )
     return _parse(raw, path)
+
+
+def expanded_size(value: Any, limit: int = MAX_SUITE_VALUES) -> int:
+    """How many values a parsed YAML document holds with every alias substituted where it is used (what a job spec
+    written as JSON holds), counted without substituting: each shared node once, its size reused. Stops counting past
+    `limit`; a node that contains itself counts as past it."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = limit + 1  # while counting: a node reached again inside itself is a cycle
+        children = [part for pair in node.items() for part in pair] if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        sizes[id(node)] = total
+        return total
+
+    try:
+        return size(value)
+    except RecursionError:
+        return limit + 1
 
 
 def _parse(raw: Any, path: Path) -> Suite:
@@ -377,9 +423,13 @@ class _Fields:
         value = [str(v) for v in self.get(key, list)]
         if not value:
             raise BenchError(f"suite file {self.path}: '{self.prefix}{key}' is empty; list at least one run")
-        bad = [run for run in value if not SAFE_NAME.match(run)]
-        if bad:
-            raise BenchError(f"suite file {self.path}: '{self.prefix}{key}' lists {bad[0]!r}, which is not a run name")
+        for run in value:
+            problem = file_name_problem(run)
+            if problem:
+                raise BenchError(
+                    f"suite file {self.path}: '{self.prefix}{key}' lists {run!r}, which {problem}; run names become "
+                    "file names: rename the run in the copick project"
+                )
         return value
 
     def name(self, key: str, default: Any = _MISSING) -> str:
@@ -413,6 +463,7 @@ class _Fields:
             raise BenchError(
                 f"suite file {self.path}: '{self.prefix}{key}' must be a non-empty list of integers, e.g. [0, 1, 2]"
             )
+        check_seeds(value, f"suite file {self.path}: '{self.prefix}{key}'")
         return value
 
     def refuse_unknown(self) -> None:

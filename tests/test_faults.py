@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -126,6 +127,179 @@ def test_a_config_option_typo_creates_no_results_folder(smoke_config, tmp_path):
     assert no_results(tmp_path / "results")
 
 
+def zarr_folder(config: Path, run: str = "TS_1") -> Path:
+    """The OME-Zarr group of a run's denoised tomogram."""
+    return level_folder(config, run).parent
+
+
+def replace_level(config: Path, values: np.ndarray, level: int = 0) -> None:
+    """Overwrite one pyramid level of TS_1 with another array, in copick's own chunk layout."""
+    folder = level_folder(config, "TS_1", level)
+    shutil.rmtree(folder)
+    chunks = values.shape if values.size else None
+    array = zarr.open_array(str(folder), mode="w", shape=values.shape, dtype=values.dtype, chunks=chunks,
+                            dimension_separator="/")  # fmt: skip
+    array[...] = values
+
+
+def multiscales_naming_a_level_that_is_not_there(config: Path) -> None:
+    attrs_file = zarr_folder(config) / ".zattrs"
+    attrs = json.loads(attrs_file.read_text())
+    datasets = attrs["multiscales"][0]["datasets"]
+    datasets.append({**datasets[-1], "path": "3"})
+    attrs_file.write_text(json.dumps(attrs))
+
+
+def picks_file(config: Path) -> Path:
+    """TS_1's ribosome ground truth."""
+    return next(Path(config.parent, "overlay").rglob("curation_0_ribosome.json"))
+
+
+def set_points_null(config: Path) -> None:
+    path = picks_file(config)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "points": None}))
+
+
+def make_a_directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def set_radius(config: Path, radius: float) -> None:
+    data = json.loads(config.read_text())
+    data["pickable_objects"][3]["radius"] = radius  # ribosome
+    config.write_text(json.dumps(data))
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # JSON nested past Python's recursion limit
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragments"),
+    [
+        (multiscales_naming_a_level_that_is_not_there, ["level 3: its OME-Zarr multiscales names array '3', which is "
+                                                        "not in", "re-download or regenerate"]),
+        (lambda c: shutil.rmtree(level_folder(c, "TS_1", 1)), ["level 1: its OME-Zarr multiscales names array '1'"]),
+        (lambda c: (level_folder(c, "TS_1") / ".zarray").write_text("{chunks"),
+         ["zarr metadata file", "0/.zarray cannot be read (not JSON)"]),
+        (lambda c: (zarr_folder(c) / ".zattrs").write_text("{"), [".zattrs cannot be read (not JSON)"]),
+        (lambda c: (zarr_folder(c) / ".zgroup").write_text(DEEP), [".zgroup cannot be read (nested too deeply)"]),
+        (lambda c: replace_level(c, np.zeros((32, 32), np.float32)), ["level 0 is 32x32, not a 3D (z, y, x) volume"]),
+        (lambda c: replace_level(c, np.zeros((2, 16, 32, 32), np.float32)), ["level 0 is 2x16x32x32, not a 3D"]),
+        (lambda c: replace_level(c, np.zeros((0, 32, 32), np.float32)), ["level 0 is 0x32x32, not a 3D (z, y, x) "
+                                                                          "volume with voxels"]),
+        (lambda c: replace_level(c, np.zeros((16, 32, 32), np.complex64)), ["level 0 holds complex64 values; "
+                                                                             "tomograms are real numbers"]),
+        (lambda c: replace_level(c, np.zeros((16, 32, 32), bool)), ["level 0 holds bool values"]),
+        (set_points_null, ["curation_0_ribosome.json is not valid copick picks JSON", "fix or remove it"]),
+        (lambda c: make_a_directory(picks_file(c)), ["curation_0_ribosome.json cannot be read (Is a directory)"]),
+        (lambda c: picks_file(c).write_text(DEEP), ["curation_0_ribosome.json is not valid copick picks JSON (nested "
+                                                    "too deeply)"]),
+        (lambda c: c.write_text(DEEP), ["copick.json' is not valid JSON (nested too deeply); fix the file"]),
+        (lambda c: set_radius(c, 0), ["pickable object 'ribosome' has radius 0 Å", "must be a positive number"]),
+        (lambda c: set_radius(c, -150), ["pickable object 'ribosome' has radius -150 Å"]),
+    ],
+)  # fmt: skip
+def test_damaged_data_is_one_line_naming_the_file_and_the_fix(copick_project, damage, fragments):
+    config = copick_project()
+    damage(config)
+    result = bench("data", "info", "--data", config)
+    assert_one_line_error(result, *fragments)
+
+
+def test_an_integer_tomogram_is_read_as_float(copick_project):
+    config = copick_project()
+    replace_level(config, np.arange(16 * 32 * 32, dtype=np.int16).reshape(16, 32, 32))
+    volume = Project(config).tomogram("TS_1").read(0)
+    assert volume.dtype == np.float32 and volume[0, 0, 5] == 5.0
+
+
+def test_a_portal_config_without_network_says_so_at_once(tmp_path, monkeypatch):
+    from cryoet_data_portal import _client
+
+    monkeypatch.setattr(_client, "DEFAULT_URL", "http://127.0.0.1:9/graphql")  # a port nothing listens on
+    config = tmp_path / "portal.json"
+    config.write_text(json.dumps({"config_type": "cryoet_data_portal", "name": "portal", "pickable_objects": [],
+                                  "overlay_root": f"local://{tmp_path}", "dataset_ids": [10440]}))  # fmt: skip
+    started = time.monotonic()
+    result = bench("data", "info", "--data", config)
+    assert_one_line_error(result, "reads the CryoET Data Portal, which needs network access, and 127.0.0.1 cannot "
+                          "be reached from here", "download the data and use a filesystem copick config")  # fmt: skip
+    assert time.monotonic() - started < 10
+
+
+def replace_test_level(config: Path, values: np.ndarray) -> None:
+    """Overwrite level 0 of the smoke copy's test run TS_69_2 (copick's chunk layout)."""
+    folder = level_folder(config, "TS_69_2")
+    old = zarr.open_array(str(folder), mode="r")
+    shutil.rmtree(folder)
+    zarr.open_array(str(folder), mode="w", shape=values.shape, dtype=values.dtype, chunks=old.chunks,
+                    dimension_separator="/")[...] = values  # fmt: skip
+
+
+BOMB = (
+    "bomb: [&a [x, x, x, x, x, x, x, x, x, x], &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a], "
+    + ", ".join(
+        f"&{name} [" + ", ".join([f"*{previous}"] * 10) + "]" for previous, name in zip("bcde", "cdef", strict=True)
+    )
+    + "]"
+)  # each level ten times the one before: about a million values once the aliases are substituted
+
+
+@pytest.mark.parametrize(
+    ("edit", "options", "fragments"),
+    [
+        ("project", lambda c: set_radius(c, 0), ["pickable object 'ribosome' has radius 0 Å"]),
+        ("project", lambda c: replace_test_level(c, np.zeros((48, 128, 128), np.complex64)),
+         ["tomogram TS_69_2/denoised level 0 holds complex64 values"]),
+        ("project", lambda c: replace_test_level(c, np.zeros((0, 128, 128), np.float32)),
+         ["tomogram TS_69_2/denoised level 0 is 0x128x128, not a 3D (z, y, x) volume with voxels"]),
+        ("suite", lambda t: t.replace("seeds: [0]", "seeds: [-1]"), ["seed -1 is outside 0..4294967295"]),
+        ("options", ["--seeds", "0,4294967296"], ["--seeds 0,4294967296: seed 4294967296 is outside 0..4294967295"]),
+        ("suite", lambda t: t.replace("{step: nms, distance: 0.5}", "{step: nms, distance: far}"),
+         ["suite entry 'matched-filter', postprocess: post-processing step 'nms': parameter 'distance' is 'far', "
+          "not float"]),
+        ("suite", lambda t: t.replace("minutes: 2 ", "minutes: .inf "), ["has an infinite or NaN number of minutes"]),
+        ("suite", lambda t: t.replace("minutes: 2 ", "minutes: .nan "), ["has an infinite or NaN number of minutes"]),
+        ("suite", lambda t: t.replace("    config:\n", f"    config:\n      {BOMB}\n", 1),
+         ["expands to more than 100,000 values once its YAML aliases are substituted"]),
+        ("suite", lambda t: t + "    label: " + "l" * 210 + "\n",
+         ["label 'llll", "makes the file name bench-llll", "longer than this file system takes (255); give the entry "
+          "a shorter label, or pass --no-write-picks"]),
+    ],
+)  # fmt: skip
+def test_nonsense_is_refused_before_a_results_folder_exists(smoke_config, tmp_path, edit, options, fragments):
+    config, text, extra = smoke_copy(smoke_config, tmp_path), MATCHED_FILTER_ONLY, []
+    if edit == "project":
+        options(config)
+    elif edit == "suite":
+        text = options(text)
+    else:
+        extra = options
+    suite = suite_file(tmp_path, text)
+    result = bench("run", "--suite", suite, "--data", config, "--results", tmp_path / "results", *extra)
+    assert_one_line_error(result, *fragments)
+    assert no_results(tmp_path / "results")
+
+
+def test_runs_with_non_ascii_and_long_names_are_accepted_and_too_long_ones_refused(copick_project, tmp_path):
+    long_run = "TS_" + "x" * 242  # 245 characters: its CSV's name fits in 255 bytes
+    config = copick_project(runs=("TS_Ä1", "TS_Ä2", long_run), shape=(16, 64, 64))
+    text = MATCHED_FILTER_ONLY.replace("train: [TS_6_4, TS_73_6, TS_6_6, TS_99_9]", "train: [TS_Ä1]")
+    text = text.replace("val: [TS_86_3]", "val: [TS_Ä2]").replace("test: [TS_5_4, TS_69_2]", f"test: [{long_run}]")
+    result = bench("run", "--suite", suite_file(tmp_path, text), "--data", config, "--results", tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    store = ResultsStore.latest("faults", tmp_path / "results")
+    assert (store.predictions_dir("matched-filter", 0, "ts") / f"{long_run}.csv").is_file()
+    assert list(Path(config.parent, "overlay", "ExperimentRuns", "TS_Ä2", "Picks").glob("bench-matched-filter_*"))
+    too_long = copick_project(runs=("TS_Ä1", "TS_Ä2", "TS_" + "x" * 250), shape=(16, 64, 64))
+    result = bench("run", "--suite", suite_file(tmp_path, text.replace(long_run, "TS_" + "x" * 250)), "--data",
+                   too_long, "--results", tmp_path / "refused")  # fmt: skip
+    assert_one_line_error(result, "run name 'TS_xxx", "makes the file name TS_xxx", "(257 bytes), longer than this "
+                          "file system takes (255); rename the run in the copick project")  # fmt: skip
+    assert no_results(tmp_path / "refused")
+
+
 @pytest.fixture(scope="module")
 def finished(smoke_config, tmp_path_factory) -> ResultsStore:
     """A finished matched-filter-only smoke run (seeds 0 and 1) that the tests copy before damaging."""
@@ -238,14 +412,15 @@ HANGS = SMOKE_TEXT.split("architectures:")[0] + "architectures:\n  - {name: faul
 
 
 def start_hanging_run(tmp_path: Path, plugin_path: str, minutes: float = 1) -> tuple[subprocess.Popen, Path, dict]:
-    """`bench run` of a plug-in that hangs in fit, started as a user would; returns once the job is fitting."""
+    """`bench run` of a plug-in that hangs in fit, started as a user would from `tmp_path`, with the suite given by a
+    relative path whose file name is not the suite's name; returns once the job is fitting."""
     budget = f"  minutes: {minutes}\n  grace_minutes: {minutes} "
     text = HANGS.replace("PID", str(tmp_path / "helper.pid")).replace("  minutes: 2 ", budget)
-    suite = suite_file(tmp_path, text, "hangs")
+    (tmp_path / "my-suite.yaml").write_text(text.replace("name: smoke", "name: hangs"))
     env = {**os.environ, "PYTHONPATH": plugin_path}
-    command = [BENCH, "run", "--suite", suite, "--results", tmp_path / "results"]
+    command = [BENCH, "run", "--suite", "my-suite.yaml", "--results", "results"]
     with (tmp_path / "stderr").open("w") as stderr:  # a file, not a pipe: orphans holding it cannot block a read
-        runner = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        runner = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
     for _ in range(600):
         folders = list((tmp_path / "results").glob("hangs/*/jobs/faulty-hangs-seed0-ts/phase.json"))
         if folders and json.loads(folders[0].read_text())["phase"] == "fit" and (tmp_path / "helper.pid").exists():
@@ -277,12 +452,29 @@ def test_ctrl_c_and_sigterm_stop_the_job_say_one_line_and_leave_a_resumable_fold
     stderr = (tmp_path / "stderr").read_text()
     assert runner.returncode == status
     assert "Traceback" not in stderr
+    relative = folder.relative_to(tmp_path)
     assert stderr.strip().splitlines()[-1] == (
-        f"Error: interrupted; finished jobs are kept in {folder}; "
-        f"complete them with: bench run --suite hangs --resume {folder}"
+        f"Error: interrupted; finished jobs are kept in {relative}; "
+        f"complete them with: bench run --suite my-suite.yaml --resume {relative}"
     )
     assert gone(int(job["launcher_job_id"])) and gone(int((tmp_path / "helper.pid").read_text()))
     assert ResultsStore(folder).manifest["jobs"]["faulty-hangs-seed0-ts"]["status"] == "interrupted"
+
+
+def test_the_printed_resume_command_runs_as_printed_from_the_same_folder(plugin_path, smoke_config, tmp_path):
+    runner, folder, _ = start_hanging_run(tmp_path, plugin_path, minutes=0.05)
+    runner.send_signal(signal.SIGINT)
+    runner.wait(timeout=30)
+    printed = (tmp_path / "stderr").read_text().strip().splitlines()[-1].split("complete them with: ")[1]
+    command = shlex.split(printed)
+    assert command[0] == "bench"
+    env = {**os.environ, "PYTHONPATH": plugin_path}
+    resumed = subprocess.run([BENCH, *command[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert_one_line_error(resumed, "1 job(s) failed: faulty-hangs-seed0-ts")  # it ran: over budget this time
+    job = ResultsStore(folder).manifest["jobs"]["faulty-hangs-seed0-ts"]
+    assert job["status"] == "over budget"
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(int((tmp_path / "helper.pid").read_text()), signal.SIGKILL)
 
 
 def test_a_job_dies_with_its_runner_and_a_resume_sees_it_is_dead(plugin_path, smoke_config, tmp_path):
@@ -294,12 +486,40 @@ def test_a_job_dies_with_its_runner_and_a_resume_sees_it_is_dead(plugin_path, sm
     try:
         assert gone(int(job["launcher_job_id"])) and gone(helper)
         result = bench_process(
-            "run", "--suite", tmp_path / "hangs.yaml", "--resume", folder, env={"PYTHONPATH": plugin_path}
+            "run", "--suite", tmp_path / "my-suite.yaml", "--resume", folder, env={"PYTHONPATH": plugin_path}
         )
         assert_one_line_error(result, "1 job(s) failed: faulty-hangs-seed0-ts")  # run again, over budget this time
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(helper, signal.SIGKILL)
+
+
+def test_a_resume_keeps_every_setting_of_its_run_and_refuses_a_change(smoke_config, tmp_path):
+    config = smoke_copy(smoke_config, tmp_path)
+    written = set(config.parent.rglob("bench-*"))  # by other tests' runs on the smoke project, before the copy
+    suite = suite_file(tmp_path, MATCHED_FILTER_ONLY)
+    root = tmp_path / "results"
+    first = bench("run", "--suite", suite, "--data", config, "--results", root, "--seeds", "0,1", "--no-write-picks")
+    assert first.exit_code == 0, first.output
+    store = ResultsStore.latest("faults", root)
+    (store.job_dir("matched-filter-seed1-ts") / "result.json").unlink()  # as if interrupted before it finished
+    store.update_job("matched-filter-seed1-ts", status="interrupted")
+    for option, message in [
+        (["--write-picks"], "was run --no-write-picks, and a resume keeps every setting of its run; resume without "
+                            "--write-picks, or start a new run"),
+        (["--seeds", "0,1,2"], "was run with --seeds 0,1, and a resume keeps"),
+        (["--arch", "match*"], "was run with every entry of the suite, and a resume keeps"),
+        (["--data", smoke_config], f"was run with --data {config}, and a resume keeps"),
+        (["--device", "cuda"], "was run with --device cpu, and a resume keeps"),
+    ]:  # fmt: skip
+        assert_one_line_error(bench("run", "--suite", suite, "--resume", store.folder, *option), message)
+    result = bench("run", "--suite", suite, "--resume", store.folder, "--seeds", "0,1")  # the same value is no change
+    assert result.exit_code == 0, result.output
+    assert "recovered" not in result.output and store.manifest["jobs"]["matched-filter-seed1-ts"]["status"] == "ok"
+    assert store.manifest["options"] == {
+        "data": str(config), "arch": None, "device": "cpu", "seeds": [0, 1], "write_picks": False,
+    }  # fmt: skip
+    assert set(config.parent.rglob("bench-*")) == written  # neither run wrote picks into the project
 
 
 def test_a_resume_refuses_while_a_job_of_the_folder_still_runs(finished, tmp_path):

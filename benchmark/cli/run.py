@@ -11,12 +11,19 @@ from click.core import ParameterSource
 
 def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
     """Parse '0,1,2' into seeds."""
+    from benchmark.errors import BenchError
+    from benchmark.suite import check_seeds
+
     if value is None:
         return None
     try:
-        return [int(s) for s in value.split(",") if s.strip()]
+        seeds = [int(s) for s in value.split(",") if s.strip()]
+        check_seeds(seeds, f"--seeds {value}")
     except ValueError:
         raise click.BadParameter(f"'{value}' is not a comma-separated list of integers, e.g. 0,1,2") from None
+    except BenchError as err:
+        raise click.BadParameter(str(err)) from None
+    return seeds
 
 
 def _sbatch(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str | bool]:
@@ -53,7 +60,11 @@ def _sbatch(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
 @click.option(
     "--results", "root", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path)
 )
-@click.option("--no-write-picks", is_flag=True, help="Do not write predictions back into the copick project.")
+@click.option(
+    "--write-picks/--no-write-picks",
+    default=None,
+    help="Write predictions back into the copick project as picks of user bench-<label> (default: write).",
+)
 @click.option(
     "--launcher",
     type=click.Choice(["process", "local", "slurm"]),
@@ -73,9 +84,10 @@ def _sbatch(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
 @click.option("--mem-gb", type=click.IntRange(min=1), help="SLURM memory per job, GB.")
 @click.option("--sbatch", multiple=True, callback=_sbatch, metavar="NAME[=VALUE]", help="Extra sbatch option (repeat).")
 @click.pass_context
-def run(ctx, suite_name, config, pattern, device, seeds, resume, root, no_write_picks, launcher, jobs, **slurm) -> None:
-    """Train, tune thresholds on val, and evaluate on test every architecture of a suite."""
-    from benchmark.runner import run_suite
+def run(ctx, suite_name, config, pattern, device, seeds, resume, root, write_picks, launcher, jobs, **slurm) -> None:
+    """Train, tune thresholds on val, and evaluate on test every architecture of a suite. A resume completes a run
+    with the options it was started with (--data, --arch, --device, --seeds, --write-picks)."""
+    from benchmark.runner import RunOptions, run_suite
     from benchmark.suite import load_suite
 
     suite = load_suite(suite_name)
@@ -85,13 +97,9 @@ def run(ctx, suite_name, config, pattern, device, seeds, resume, root, no_write_
         raise click.UsageError(f"{option} is a SLURM setting; add --launcher slurm, or drop it")
     store, failures = run_suite(
         suite,
-        config=config,
-        pattern=pattern,
-        device=device,
-        seeds=seeds,
+        RunOptions(suite_name, config, pattern, device, seeds, write_picks),
         resume=resume,
         root=root,
-        write_picks=not no_write_picks,
         command=_command_line(ctx),
         echo=click.echo,
         launcher=launcher,
@@ -124,7 +132,10 @@ def _command_line(ctx: click.Context) -> str:
             for name, setting in value.items():
                 parts += [param.opts[0], name if setting is True else f"{name}={setting}"]
             continue
+        if isinstance(value, bool):
+            parts.append(param.opts[0] if value else param.secondary_opts[0])
+            continue
         if isinstance(value, list):
             value = ",".join(map(str, value))
-        parts += [param.opts[0]] if value is True else [param.opts[0], str(value)]
+        parts += [param.opts[0], str(value)]
     return shlex.join(parts)

@@ -8,11 +8,13 @@ Either returns new picks with the columns it was given.
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
+import pydantic
 
 from benchmark.data import Tomogram
 from benchmark.errors import BenchError
@@ -114,7 +116,32 @@ def build_step(entry: dict[str, Any], particles: ParticleTable) -> Step:
             f"post-processing step '{entry['step']}' has no parameter '{unknown[0]}' (it takes: {accepted}); "
             "fix the suite file"
         )
+    check_types(entry["step"], factory.__init__ if is_class else factory, params)
     return factory(particles, **params) if is_class else FunctionStep(particles, factory, params)
+
+
+def check_types(step: str, function: Callable[..., Any], params: dict[str, Any]) -> None:
+    """Refuse a parameter whose value does not have its annotated type (strictly: "far" is not a float, nor true an
+    int), so a suite's typo fails before anything runs rather than after training. Annotations that do not resolve
+    (a third-party step's) are not checked."""
+    try:
+        hints = typing.get_type_hints(function)
+    except (NameError, TypeError):
+        return
+    for name, value in params.items():
+        if name not in hints:
+            continue
+        try:
+            pydantic.TypeAdapter(hints[name]).validate_python(value, strict=True)
+        except pydantic.ValidationError as err:
+            hint = hints[name]
+            expected = hint.__name__ if isinstance(hint, type) else str(hint).replace("collections.abc.", "")
+            raise BenchError(
+                f"post-processing step '{step}': parameter '{name}' is {value!r}, not {expected} "
+                f"({err.errors()[0]['msg']}); fix the suite file"
+            ) from None
+        except pydantic.PydanticSchemaGenerationError:  # an annotation pydantic cannot check
+            continue
 
 
 def apply_by_run(step: Callable[[pd.DataFrame, Tomogram], pd.DataFrame], candidates, samples) -> pd.DataFrame:
