@@ -14,10 +14,10 @@ import pandas as pd
 
 from benchmark.errors import BenchError
 from benchmark.files import inside, write_csv, write_json
+from benchmark.manifest import manifest_problem
 
 RESULTS_ROOT = Path("results")
 LOCK = ".lock"  # held by the bench run that owns the folder; it names that run's pid
-MANIFEST_KEYS = {"suite", "data", "split", "budget", "seeds", "device", "environment", "jobs"}
 JOB = ["architecture", "seed", "fold"]  # the key of a job's rows; "architecture" holds the suite entry's label
 MEMORY = ["peak_memory_gb", "process_peak_memory_gb", "reserved_peak_memory_gb", "nvml_peak_memory_gb"]
 TABLES = {
@@ -39,6 +39,13 @@ TABLES = {
     "latency": [*JOB, "run", "repeat", "z_slices", "read_seconds", "model_seconds", "postprocess_seconds",
                 "total_seconds"],
 }  # fmt: skip
+#: the columns of words; every other column holds numbers (or nothing)
+TEXT = [
+    "architecture", "fold", "split", "particle_type", "device", "compute_precision", "stopped_by", "epoch_unit",
+    "members", "memory_kind", "nvml_status", "timed_split", "run", "base", "variant", "steps", "fitted",
+]  # fmt: skip
+RESTORE = "restore it (e.g. git checkout) or start a new run"
+EVERY_JOB = ("scores", "resources", "thresholds", "latency")  # the tables every successful job adds rows to
 #: columns added after results were first committed: a stored table without them reads them as empty
 ADDED = {
     "resources": [
@@ -50,6 +57,17 @@ ADDED = {
         "parallel_jobs",
     ]
 }
+
+
+def _not_numeric(table: pd.DataFrame) -> str | None:
+    """The first value of a numeric column that is not a number (row numbers as in the file, header first), or None."""
+    for column in table.columns.difference(TEXT, sort=False):
+        values = table[column]
+        bad = pd.to_numeric(values, errors="coerce").isna() & values.notna()
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            return f"column {column}, line {row + 2}: {values.iloc[row]!r} is not a number"
+    return None
 
 
 def utc_now() -> str:
@@ -108,13 +126,11 @@ class ResultsStore:
         path = self.folder / "manifest.json"
         try:
             manifest = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            manifest = {"unreadable": str(err)}
-        missing = sorted(MANIFEST_KEYS - set(manifest)) if isinstance(manifest, dict) else ["all"]
-        if missing:
-            raise BenchError(
-                f"{path} is damaged (missing {', '.join(missing)}); restore it (e.g. git checkout) or start a new run"
-            )
+            problem = manifest_problem(manifest)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            problem = "nested too deeply" if isinstance(err, RecursionError) else f"unreadable: {err}"
+        if problem:
+            raise BenchError(f"{path} is damaged ({problem}); {RESTORE}")
         return manifest
 
     @contextlib.contextmanager
@@ -171,22 +187,27 @@ class ResultsStore:
         return inside(self.folder / "predictions", label, f"seed{seed}", fold)
 
     def table(self, name: str) -> pd.DataFrame:
-        """One of the tidy tables (empty with its columns when nothing is stored yet); a damaged one is named."""
+        """One of the tidy tables (empty with its columns when nothing is stored yet); a damaged one is named: missing
+        though jobs stored rows in it, a folder, unreadable, without its columns, or words where numbers belong."""
         path = self.folder / f"{name}.csv"
-        if not path.is_file():
+        if not path.exists():
+            finished = sum(job.get("status") == "ok" for job in self.manifest["jobs"].values())
+            if finished and name in EVERY_JOB:
+                raise BenchError(f"{path} is missing, though {finished} finished job(s) stored rows in it; {RESTORE}")
             return pd.DataFrame(columns=TABLES[name])
+        if path.is_dir():
+            raise BenchError(f"{path} is a folder, not a table; {RESTORE}")
         try:
             table = pd.read_csv(path)
         except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            table = pd.DataFrame({"unreadable": [reason]})
+            reason = (err.strerror if isinstance(err, OSError) else str(err).strip().split("\n")[0]) or "unreadable"
+            raise BenchError(f"{path} is damaged ({reason}); {RESTORE}") from None
         table = table.reindex(columns=[*table.columns, *(c for c in ADDED.get(name, []) if c not in table.columns)])
         missing = [column for column in TABLES[name] if column not in table.columns]
-        if missing:
-            raise BenchError(
-                f"{path} is damaged (missing columns {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}); "
-                "restore it (e.g. git checkout) or start a new run"
-            )
+        problem = f"missing columns {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}" if missing else None
+        problem = problem or _not_numeric(table[TABLES[name]])
+        if problem:
+            raise BenchError(f"{path} is damaged ({problem}); {RESTORE}")
         return table
 
     def replace_rows(self, name: str, key: dict, rows: list[dict]) -> None:

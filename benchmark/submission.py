@@ -11,6 +11,9 @@ from benchmark.errors import BenchError
 from benchmark.files import write_csv
 
 SOLUTION_COLUMNS = ["experiment", "particle_type", *XYZ]
+#: the largest coordinate taken, in Å (10 cm: no tomogram is larger; the metric's squared distances overflow past
+#: about 1e154 Å)
+MAX_ANGSTROM = 1e9
 
 
 def write_submission(picks: pd.DataFrame, path: str | Path) -> None:
@@ -37,6 +40,14 @@ def read_table(path: str | Path, columns: list[str], what: str) -> pd.DataFrame:
         table[XYZ] = table[XYZ].astype(float)
     except ValueError:
         raise BenchError(f"{what} file '{path}' has non-numeric x, y or z values; fix the file") from None
+    far = ~(table[XYZ].abs() <= MAX_ANGSTROM).all(axis=1)  # NaN compares false: caught here too
+    if far.any():
+        row = int(far.to_numpy().argmax())
+        values = ", ".join(f"{value:g}" for value in table[XYZ].iloc[row])
+        raise BenchError(
+            f"{what} file '{path}' line {row + 2} has (x, y, z) = ({values}), not a position in a tomogram in Å "
+            f"(finite, within {MAX_ANGSTROM:g}); fix the file"
+        )
     table["experiment"] = table["experiment"].astype(str)
     table["particle_type"] = table["particle_type"].astype(str)
     return table

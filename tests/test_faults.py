@@ -7,6 +7,7 @@ outside the folders the harness owns.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -26,8 +27,12 @@ import pytest
 import zarr
 from commands import BENCH, MATCHED_FILTER_ONLY, SMOKE_TEXT, assert_one_line_error, bench, bench_process, suite_file
 
+import benchmark.files
+import benchmark.job
 from benchmark.data import Project
+from benchmark.endings import UNWRITTEN, process_failure
 from benchmark.errors import BenchError
+from benchmark.jobspec import JobSpec
 from benchmark.registry import Registry
 from benchmark.results import ResultsStore
 
@@ -315,14 +320,40 @@ def copy_of(store: ResultsStore, tmp_path: Path) -> ResultsStore:
     return ResultsStore(shutil.copytree(store.folder, tmp_path / "faults" / store.folder.name))
 
 
+def edit_manifest(folder: Path, **fields: object) -> None:
+    """Overwrite fields of a results folder's manifest."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, **fields}))
+
+
+def edit_scores(folder: Path, column: str, value: object) -> None:
+    """Put a value into the first row of scores.csv."""
+    scores = pd.read_csv(folder / "scores.csv")
+    scores[column] = scores[column].astype(object)
+    scores.loc[0, column] = value
+    scores.to_csv(folder / "scores.csv", index=False)
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
         (lambda folder: (folder / "scores.csv").write_text("architecture,seed\n\x00\x01,\n"), "scores.csv is damaged"),
         (lambda folder: (folder / "resources.csv").write_text(""), "resources.csv is damaged"),
         (lambda folder: (folder / "manifest.json").write_text('{"suite": '), "manifest.json is damaged"),
+        (lambda folder: (folder / "manifest.json").write_text(DEEP), "manifest.json is damaged (nested too deeply)"),
+        (lambda folder: edit_manifest(folder, seeds="0,1"), "manifest.json is damaged (seeds: Input should be a valid "
+                                                            "list)"),
+        (lambda folder: edit_manifest(folder, jobs=[]), "manifest.json is damaged (jobs: Input should be a valid "
+                                                        "dictionary)"),
+        (lambda folder: edit_manifest(folder, compute={"precision": 16}), "manifest.json is damaged (compute."
+                                                                          "precision: Input should be a valid string)"),
+        (lambda folder: edit_scores(folder, "f4", "high"), "scores.csv is damaged (column f4, line 2: 'high' is not a "
+                                                           "number)"),
+        (lambda folder: (folder / "scores.csv").unlink(), "scores.csv is missing, though 1 finished job(s) stored rows "
+                                                          "in it"),
+        (lambda folder: make_a_directory(folder / "scores.csv"), "scores.csv is a folder, not a table"),
     ],
-)
+)  # fmt: skip
 def test_a_damaged_table_or_manifest_is_named_before_a_resume_runs_anything(finished, tmp_path, damage, message):
     store = copy_of(finished, tmp_path)
     store.update_job("matched-filter-seed1-ts", status="interrupted")
@@ -367,6 +398,52 @@ def test_resuming_a_read_only_folder_is_one_line(finished, tmp_path, monkeypatch
     read_only(monkeypatch, store.folder)
     result = bench("run", "--suite", suite_file(tmp_path, MATCHED_FILTER_ONLY), "--resume", store.folder)
     assert_one_line_error(result, f"results folder {store.folder} is not writable", "copy it somewhere writable")
+
+
+def full_disk(monkeypatch) -> None:
+    """Make every atomic write of the harness fail as on a full disk, after its temporary file got some bytes."""
+    real = benchmark.files.NamedTemporaryFile
+
+    def filling(*args, **kwargs):
+        handle = real(*args, **kwargs)
+
+        def write(data: bytes) -> int:
+            handle.file.write(data[:10])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        handle.write = write
+        return handle
+
+    monkeypatch.setattr(benchmark.files, "NamedTemporaryFile", filling)
+
+
+def test_a_full_disk_while_the_report_saves_a_plot_is_one_line_and_leaves_no_file(finished, tmp_path, monkeypatch):
+    full_disk(monkeypatch)
+    out = tmp_path / "report"
+    result = bench("report", "--results", finished.folder, "--out", out)
+    assert_one_line_error(result, f"cannot write {out}/", ".png (No space left on device); make its folder writable "
+                          "or free space")  # fmt: skip
+    assert not [path for path in out.rglob("*") if path.is_file()]  # no partial plot, no temporary file
+
+
+def test_a_full_disk_when_a_job_writes_its_result_is_one_line_and_leaves_no_file(tmp_path, monkeypatch, capsys):
+    JobSpec("k", str(tmp_path), str(tmp_path), "smoke", "copick.json", {}, "", 0, "ts", "cpu", 1, None).save(
+        tmp_path / "job.json"
+    )
+    monkeypatch.setattr(benchmark.job, "die_with", lambda runner: None)  # the test process neither adopts nor dies
+    monkeypatch.setattr(benchmark.job, "stop_descendants", lambda: None)
+    monkeypatch.setattr(benchmark.job, "_result", lambda job, folder: {"status": "ok"})
+    full_disk(monkeypatch)
+    assert benchmark.job.main([str(tmp_path / "job.json")]) == UNWRITTEN
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: k: cannot write {tmp_path}/result.json (No space left on device); make its folder writable or free "
+        "space"
+    ]
+    assert [path.name for path in tmp_path.iterdir()] == ["job.json"]  # no temporary file left
+    assert process_failure(UNWRITTEN, tmp_path)["error"] == (
+        f"the job could not write its result into {tmp_path} (disk full or not writable?); free space, then bench run "
+        "--resume"
+    )
 
 
 def test_a_static_root_that_points_nowhere_says_so(copick_project, tmp_path):

@@ -137,8 +137,11 @@ def test_resume_redoes_only_unfinished_jobs(smoke_run, tmp_path):
 
 
 def test_report_refuses_a_folder_without_successful_jobs(smoke_run, tmp_path):
-    folder = shutil.copytree(smoke_run.folder, tmp_path / "failed")
-    for table in ("scores", "resources", "thresholds"):
+    store = ResultsStore(shutil.copytree(smoke_run.folder, tmp_path / "failed"))
+    for key in store.manifest["jobs"]:
+        store.update_job(key, status="failed", error="simulated")
+    folder = store.folder
+    for table in ("scores", "resources", "thresholds", "latency"):
         (folder / f"{table}.csv").unlink()
     result = bench("report", "--results", folder, "--out", tmp_path / "report")
     assert_one_line_error(result, "no successful job in", "nothing to report")
