@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from metrics.resources import device_name
+from metrics.resources import cpu_flags, device_name
 
 LIBRARIES = (
     "cryoet-bench", "torch", "torchvision", "monai", "ultralytics", "copick", "zarr",
@@ -56,15 +57,19 @@ def torch_state(device: str) -> dict[str, object]:
         "cudnn_deterministic": torch.backends.cudnn.deterministic,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "num_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels torch dispatches to: AVX2, AVX512...
+        "cpu_flags": cpu_flags(),
     }
 
 
 def job_environment(device: str) -> dict[str, object]:
-    """A job's code (commit, uncommitted changes) and torch state, or only its device when its plug-in never loaded
-    torch."""
+    """A job's code (commit, uncommitted changes), how its OpenMP threads wait, and its torch state, or only its
+    device when its plug-in never loaded torch."""
+    common = {"git": git_state(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     if "torch" in sys.modules:
-        return {"git": git_state(), **torch_state(device)}
-    return {"git": git_state(), "device": device, "device_name": device_name(device), "torch_loaded": False}
+        return {**common, **torch_state(device)}
+    return {**common, "device": device, "device_name": device_name(device), "cpu_flags": cpu_flags(),
+            "torch_loaded": False}  # fmt: skip
 
 
 def environment(device: str) -> dict[str, object]:

@@ -42,11 +42,13 @@ class Slot:
 
     def environment(self) -> dict[str, str]:
         """The variables that pin a job process to its slot. Jobs that share the cores keep the thread count of a
-        job alone (a thread count changes the order of floating-point sums, and so scores) and their OpenMP threads
-        wait passively, so that they do not spin against each other."""
+        job alone (a thread count changes the order of floating-point sums, and so scores). Every job's OpenMP
+        threads wait passively: spinning threads take the cores from any other process (another job, or anything
+        else running on the machine) and lose them back, which slowed epochs 4x beside one busy process where waiting
+        passively slowed them 1.5x (benchmarks/test_contention.py), for about a fifth more time alone."""
         pinned = {} if self.gpu is None else {"CUDA_VISIBLE_DEVICES": self.gpu}
         threads = {} if self.threads is None else dict.fromkeys(THREAD_VARIABLES, str(self.threads))
-        return pinned | threads | ({"OMP_WAIT_POLICY": "PASSIVE"} if self.shared else {})
+        return pinned | threads | {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 class Running(ABC):

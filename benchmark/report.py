@@ -294,6 +294,20 @@ class Report:
         ]
         return " / ".join(dict.fromkeys(filter(None, names))) or self.manifest["environment"]["device_name"]
 
+    @property
+    def cpu_kernels(self) -> str:
+        """The CPU kernels torch ran, as the jobs (else the run) recorded them: its CPU capability and the CPU's flags
+        that change speed and rounding."""
+        environments = [
+            job.get("environment") or {} for job in self.manifest["jobs"].values() if job["status"] == "ok"
+        ] or [self.manifest["environment"]]
+        said = [
+            f"torch CPU capability {env.get('cpu_capability') or '?'} (flags {' '.join(env['cpu_flags']) or 'none'})"
+            for env in environments
+            if "cpu_flags" in env
+        ]
+        return " / ".join(dict.fromkeys(said)) or "CPU kernels not recorded"
+
     def conditions(self) -> list[str]:
         """Bullet lines stating the data, split, budget, seeds, runs, device and code of the run."""
         manifest, data = self.manifest, self.manifest["data"]
@@ -321,7 +335,7 @@ class Report:
                 else "single run: no spread or interval"
             ),
             *_launches(manifest.get("launches", [])),
-            f"- Device: {self.device}; torch {environment['libraries']['torch']} with "
+            f"- Device: {self.device}; {self.cpu_kernels}; torch {environment['libraries']['torch']} with "
             f"{environment.get('num_threads')} threads; {_compute(manifest.get('compute'))}; commit {git['short']}"
             f"{' (uncommitted changes)' if git['dirty'] else ''}; run {manifest['created']}",
         ]

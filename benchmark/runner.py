@@ -11,12 +11,13 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from benchmark.data import BenchWarning, Project
-from benchmark.environment import environment
+from benchmark.environment import REPO, environment
 from benchmark.errors import BenchError, Interrupted
 from benchmark.files import name_limit
 from benchmark.interface import Architecture, Budget
@@ -31,6 +32,7 @@ from benchmark.suite import SUITES_DIR, ArchitectureSpec, Launch, Suite
 
 Echo = Callable[[str], None]
 POLL_SECONDS = 0.5  # how often the runner looks at its running jobs
+REFERENCE_ROOT = REPO / RESULTS_ROOT  # the committed results: the machine that made them is the reference
 
 
 def synthetic_cache() -> Path:
@@ -168,6 +170,7 @@ def run_suite(
         check_name_lengths(suite, specs, options, project.particles, root)
         if manifest is None:
             manifest = _new_manifest(suite, data, options, command)
+            echo(reference_line(suite, manifest["environment"]) or "reference: no committed run of this suite file")
             store = ResultsStore.create(suite.name, manifest["environment"]["git"]["short"], root)
             held.enter_context(store.lock())
         manifest.pop("finished", None)  # running again: reports take the previous finished run meanwhile
@@ -186,6 +189,36 @@ def run_suite(
         failures = _run_jobs(store, suite, data, jobs, options, launch, orphans, hint, echo)
         store.write_manifest({**store.manifest, "finished": utc_now()})
     return store, failures
+
+
+def reference_line(suite: Suite, here: dict, root: Path = REFERENCE_ROOT) -> str | None:
+    """How long this suite file took in its newest committed run (finished, from a clean tree, every entry), on
+    which machine and CPU kernels; and whether this machine's kernels differ, which changes how sums round."""
+    try:
+        store = ResultsStore.latest(suite.name, root, finished=True)
+        manifest = store.manifest
+    except BenchError:
+        return None
+    if manifest["suite"]["sha256"] != suite.sha256 or manifest["environment"]["git"]["dirty"]:
+        return None
+    if (manifest.get("options") or {}).get("arch") is not None:
+        return None
+    took = datetime.fromisoformat(manifest["finished"]) - datetime.fromisoformat(manifest["created"])
+    minutes, seconds = divmod(round(took.total_seconds()), 60)
+    there = manifest["environment"]
+    kernels = [(env.get("cpu_capability"), env.get("cpu_flags")) for env in (there, here)]
+    line = (
+        f"reference: this suite took {minutes} min {seconds} s on {there['device_name']} (torch CPU capability "
+        f"{kernels[0][0] or 'not recorded'}; {store.folder}); a slower or busier machine takes longer"
+    )
+    if kernels[0] == kernels[1]:
+        return f"{line}, and scores the same"
+    if kernels[0][0] is None:
+        return f"{line}; its CPU kernels were not recorded, so learned rows may round differently here"
+    return (
+        f"{line}; this machine's CPU kernels differ (capability {kernels[1][0]}, flags {' '.join(kernels[1][1])}), "
+        "so its learned rows round differently and will not match the committed scores exactly"
+    )
 
 
 def _kept(store: ResultsStore, manifest: dict, given: RunOptions) -> RunOptions:

@@ -32,13 +32,31 @@ def device_name(device: str) -> str:
         if not torch.cuda.is_available():  # a cluster's login node, its jobs on GPU nodes
             return "CUDA (no GPU where this was recorded)"
         return torch.cuda.get_device_name(torch.device(device))
+    model = re.search(r"model name\s*:\s*(.+)", _cpuinfo())
+    return f"CPU: {model.group(1).strip() if model else 'unknown CPU'} ({os.cpu_count()} logical cores)"
+
+
+#: CPU flags that decide which kernels torch, oneDNN and MKL run: their speed, and how their sums round
+SPEED_FLAGS = (
+    "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+    "amx_tile", "amx_bf16", "amx_int8",
+)  # fmt: skip
+
+
+def cpu_flags() -> list[str]:
+    """The speed-deciding flags this CPU has (from /proc/cpuinfo; empty where it cannot be read)."""
+    found = re.search(r"^flags\s*:\s*(.+)$", _cpuinfo(), re.MULTILINE)
+    have = set(found.group(1).split()) if found else set()
+    return [flag for flag in SPEED_FLAGS if flag in have]
+
+
+def _cpuinfo() -> str:
+    """/proc/cpuinfo's text ('' where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
-            model = re.search(r"model name\s*:\s*(.+)", f.read())
-        name = model.group(1).strip() if model else "unknown CPU"
+            return f.read()
     except OSError:
-        name = "unknown CPU"
-    return f"CPU: {name} ({os.cpu_count()} logical cores)"
+        return ""
 
 
 @dataclass

@@ -287,6 +287,7 @@ def test_nonsense_is_refused_before_a_results_folder_exists(smoke_config, tmp_pa
     assert no_results(tmp_path / "results")
 
 
+@pytest.mark.slow
 def test_runs_with_non_ascii_and_long_names_are_accepted_and_too_long_ones_refused(copick_project, tmp_path):
     long_run = "TS_" + "x" * 242  # 245 characters: its CSV's name fits in 255 bytes
     config = copick_project(runs=("TS_Ä1", "TS_Ä2", long_run), shape=(16, 64, 64))
@@ -455,6 +456,7 @@ def test_a_static_root_that_points_nowhere_says_so(copick_project, tmp_path):
     assert_one_line_error(result, "run 'TS_1' has no tomograms: none were found under static_root", "nowhere")
 
 
+@pytest.mark.slow
 def test_a_suite_whose_plugin_failed_to_import_says_why(plugin_path, tmp_path):
     suite = suite_file(tmp_path, SMOKE_TEXT.replace("  - name: deepfindet", "  - name: faulty-import-architecture"))
     result = bench_process("run", "--suite", suite, "--results", tmp_path, env={"PYTHONPATH": plugin_path})
@@ -466,6 +468,7 @@ def test_a_suite_whose_plugin_failed_to_import_says_why(plugin_path, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_warnings_of_a_job_are_one_line_each(smoke_config, tmp_path):
     config = smoke_copy(smoke_config, tmp_path)
     run = copick.from_file(str(config)).get_run("TS_6_4")
@@ -519,6 +522,7 @@ def gone(pid: int, within: float = 5.0) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_and_sigterm_stop_the_job_say_one_line_and_leave_a_resumable_folder(
     plugin_path, smoke_config, tmp_path, signum, status
@@ -538,6 +542,7 @@ def test_ctrl_c_and_sigterm_stop_the_job_say_one_line_and_leave_a_resumable_fold
     assert ResultsStore(folder).manifest["jobs"]["faulty-hangs-seed0-ts"]["status"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_the_printed_resume_command_runs_as_printed_from_the_same_folder(plugin_path, smoke_config, tmp_path):
     runner, folder, _ = start_hanging_run(tmp_path, plugin_path, minutes=0.05)
     runner.send_signal(signal.SIGINT)
@@ -554,6 +559,7 @@ def test_the_printed_resume_command_runs_as_printed_from_the_same_folder(plugin_
         os.kill(int((tmp_path / "helper.pid").read_text()), signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_a_job_dies_with_its_runner_and_a_resume_sees_it_is_dead(plugin_path, smoke_config, tmp_path):
     runner, folder, job = start_hanging_run(tmp_path, plugin_path, minutes=0.05)
     assert job["status"] == "running" and int(job["launcher_job_id"]) > 0
@@ -571,6 +577,7 @@ def test_a_job_dies_with_its_runner_and_a_resume_sees_it_is_dead(plugin_path, sm
             os.kill(helper, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_a_resume_keeps_every_setting_of_its_run_and_refuses_a_change(smoke_config, tmp_path):
     config = smoke_copy(smoke_config, tmp_path)
     written = set(config.parent.rglob("bench-*"))  # by other tests' runs on the smoke project, before the copy
@@ -578,6 +585,7 @@ def test_a_resume_keeps_every_setting_of_its_run_and_refuses_a_change(smoke_conf
     root = tmp_path / "results"
     first = bench("run", "--suite", suite, "--data", config, "--results", root, "--seeds", "0,1", "--no-write-picks")
     assert first.exit_code == 0, first.output
+    assert "reference: no committed run of this suite file" in first.output
     store = ResultsStore.latest("faults", root)
     (store.job_dir("matched-filter-seed1-ts") / "result.json").unlink()  # as if interrupted before it finished
     store.update_job("matched-filter-seed1-ts", status="interrupted")
@@ -643,6 +651,7 @@ ESCAPES = SMOKE_TEXT.split("architectures:")[0] + (
 )
 
 
+@pytest.mark.slow
 def test_daemons_a_plugin_leaves_behind_are_stopped_and_the_output_is_released(plugin_path, smoke_config, tmp_path):
     suite = suite_file(tmp_path, ESCAPES.replace("DIR", str(tmp_path)), "escapes")
     arguments = ("run", "--suite", suite, "--results", tmp_path / "results", "--no-write-picks")
@@ -655,6 +664,7 @@ def test_daemons_a_plugin_leaves_behind_are_stopped_and_the_output_is_released(p
     assert gone(int((tmp_path / "returns.pid").read_text())) and gone(int((tmp_path / "dies.pid").read_text()))
 
 
+@pytest.mark.slow
 def test_a_fit_past_its_budget_is_stopped_with_its_children_and_the_suite_goes_on(plugin_path, smoke_config, tmp_path):
     pid_file = tmp_path / "helper.pid"
     text = SMOKE_TEXT.replace("  minutes: 2 ", "  minutes: 0.05\n  grace_minutes: 0.05 ")

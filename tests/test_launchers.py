@@ -81,10 +81,14 @@ def two_at_once(smoke_run, tmp_path_factory) -> ResultsStore:
 
 
 def test_the_local_launcher_scores_as_the_default_one(smoke_run, tmp_path):
-    result = bench("run", "--suite", "smoke", "--seeds", "0", "--launcher", "local", "--results", tmp_path)
+    # the classical floor and a network: the launcher's plumbing, not every architecture again
+    arguments = ("--suite", "smoke", "--seeds", "0", "--arch", "[mu]*", "--launcher", "local", "--results", tmp_path)
+    result = bench("run", *arguments)
     assert result.exit_code == 0, result.output
     store = ResultsStore.latest("smoke", tmp_path)
-    pd.testing.assert_frame_equal(scores(store), scores(smoke_run))
+    both = ["matched-filter", "unet3d"]
+    assert sorted(store.manifest["jobs"]) == [f"{label}-seed0-ts" for label in both]
+    pd.testing.assert_frame_equal(scores(store), scores(smoke_run, architectures=both))
     assert store.manifest["launches"][-1]["launcher"] == "local"
     for key, job in store.manifest["jobs"].items():
         folder = store.job_dir(key)
@@ -146,6 +150,7 @@ def test_slurm_jobs_are_submitted_with_the_suite_settings_and_score_as_alone(alo
     assert "--launcher slurm --sbatch constraint=a100" in store.manifest["command"]
 
 
+@pytest.mark.slow
 def test_a_slurm_job_on_cuda_asks_for_one_gpu_and_the_time_of_its_budget(fake_slurm, tmp_path):
     launcher = SlurmLauncher(1, "cuda", Launch(partition="gpu"))
     budget = Budget(minutes=5, grace_minutes=0.5, predict_minutes=1.5)
@@ -179,6 +184,7 @@ def run_held(suite: Path, results: Path, slurm: Path, state: str, monkeypatch) -
     return ResultsStore.latest("launch", results), result.output.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_a_preempted_slurm_job_is_resubmitted_by_resume(alone, fake_slurm, tmp_path, monkeypatch):
     suite = suite_file(tmp_path, MATCHED_FILTER_ONLY, name=LAUNCH)
     store, last = run_held(suite, tmp_path, fake_slurm, "PREEMPTED", monkeypatch)
@@ -194,6 +200,7 @@ def test_a_preempted_slurm_job_is_resubmitted_by_resume(alone, fake_slurm, tmp_p
     pd.testing.assert_frame_equal(scores(store), scores(alone))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("state", "reason"),
     [("TIMEOUT", "it ran past its time limit"), ("OUT_OF_MEMORY", "out of memory (its limit of 16 GB)")],
@@ -250,12 +257,14 @@ def test_bad_launcher_input_is_one_line_and_writes_nothing(slurm_state, tmp_path
     assert not (tmp_path / "results").exists()
 
 
-def test_slots_pin_a_gpu_per_job_and_let_shared_cores_wait_passively():
-    assert Slot().environment() == {}
+def test_slots_pin_a_gpu_per_job_and_every_job_waits_passively(smoke_run, two_at_once):
+    assert Slot().environment() == {"OMP_WAIT_POLICY": "PASSIVE"}
     environment = Slot(gpu="1", shared=True).environment()
     assert environment == {"CUDA_VISIBLE_DEVICES": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     threads = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    assert Slot(threads=2).environment() == dict.fromkeys(threads, "2")
+    assert Slot(threads=2).environment() == {**dict.fromkeys(threads, "2"), "OMP_WAIT_POLICY": "PASSIVE"}
+    for store in (smoke_run, two_at_once):  # alone or sharing the cores, as each job recorded it
+        assert {job["environment"]["omp_wait_policy"] for job in store.manifest["jobs"].values()} == {"PASSIVE"}
 
 
 def test_jobs_on_cuda_take_the_gpus_this_process_may_use_one_each(monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import copick
@@ -13,6 +14,7 @@ from commands import assert_one_line_error, bench, bench_process
 
 from benchmark.data import Project
 from benchmark.results import TABLES, ResultsStore
+from benchmark.runner import reference_line
 from benchmark.submission import read_submission
 from benchmark.suite import load_suite
 from metrics.fbeta import score_picks
@@ -136,6 +138,26 @@ def test_resume_redoes_only_unfinished_jobs(smoke_run, tmp_path):
     assert sorted(store.table("scores")["seed"].unique()) == [0, 1]
 
 
+def test_bench_run_says_how_long_the_committed_run_took_and_whether_its_kernels_match(smoke_run, tmp_path):
+    folder = shutil.copytree(smoke_run.folder, tmp_path / "smoke" / smoke_run.folder.name)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["environment"]["git"]["dirty"] = False  # as committed
+    manifest["finished"] = (datetime.fromisoformat(manifest["created"]) + timedelta(seconds=754)).isoformat()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    here = manifest["environment"]
+    line = reference_line(load_suite("smoke"), here, tmp_path)
+    assert line.startswith(f"reference: this suite took 12 min 34 s on {here['device_name']} (torch CPU capability ")
+    assert line.endswith("a slower or busier machine takes longer, and scores the same")
+    elsewhere = {**here, "cpu_capability": "AVX2", "cpu_flags": ["avx", "avx2", "fma"]}
+    assert reference_line(load_suite("smoke"), elsewhere, tmp_path).endswith(
+        "this machine's CPU kernels differ (capability AVX2, flags avx avx2 fma), so its learned rows round "
+        "differently and will not match the committed scores exactly"
+    )
+    manifest["suite"]["sha256"] = "another suite file"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert reference_line(load_suite("smoke"), here, tmp_path) is None
+
+
 def test_report_refuses_a_folder_without_successful_jobs(smoke_run, tmp_path):
     store = ResultsStore(shutil.copytree(smoke_run.folder, tmp_path / "failed"))
     for key in store.manifest["jobs"]:
@@ -178,6 +200,7 @@ def test_bad_suite_files(tmp_path, edit, message):
     assert_one_line_error(bench("run", "--suite", suite), message)
 
 
+@pytest.mark.slow
 def test_list_shows_third_party_plugins_and_skips_broken_ones(plugin_path):
     result = bench_process("list", env={"PYTHONPATH": plugin_path})
     assert result.returncode == 0, result.stderr
@@ -192,6 +215,7 @@ def test_list_shows_third_party_plugins_and_skips_broken_ones(plugin_path):
     assert "example-smooth-minima" in bench_process("list", "example-*", env={"PYTHONPATH": plugin_path}).stdout
 
 
+@pytest.mark.slow
 def test_run_records_failing_plugins_and_keeps_the_rest(plugin_path, smoke_config, tmp_path):
     suite = tmp_path / "plugins.yaml"
     text = Path("suites/smoke.yaml").read_text().replace("name: smoke", "name: plugins")

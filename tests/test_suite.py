@@ -125,9 +125,8 @@ def test_the_demo_runs_candidates_of_its_selection_suites_under_the_same_budget(
     for name in list_suites("demo-selection*"):
         selection = load_suite(name)
         assert selection.evaluate == "val" and demo.evaluate == "test"
-        assert (demo.split, demo.data, demo.budget.minutes) == (
-            selection.split, selection.data, selection.budget.minutes
-        )  # fmt: skip
+        assert (demo.split, demo.data) == (selection.split, selection.data)
+        assert selection.budget.minutes <= demo.budget.minutes  # the demo's cap cuts nothing the selection's did not
         candidates += [
             (s.name, s.config, s.postprocess, selection.budget_for(s).epochs) for s in selection.architectures
         ]
