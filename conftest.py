@@ -18,6 +18,7 @@ from copick.util.ome import volume_pyramid, write_ome_zarr_3d
 from benchmark.particles import CZII_PARTICLES
 
 PLUGINS = Path(__file__).parent / "tests" / "plugins"
+END_TO_END = {"smoke_run", "two_at_once", "finished", "alone"}  # fixtures that run a suite with `bench run`
 CZII_OBJECTS = [
     {"name": p.name, "is_particle": True, "label": p.label, "color": list(p.color), "radius": p.radius}
     for p in CZII_PARTICLES
@@ -129,3 +130,10 @@ def smoke_run(smoke_config, tmp_path_factory):
     result = bench("run", "--suite", "smoke", "--results", root, "--seeds", "0,1")
     assert result.exit_code == 0, result.output
     return ResultsStore.latest("smoke", root)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests of a suite run's results are end-to-end: marked slow, so the quick set (-m "not slow") leaves them out."""
+    for item in items:
+        if END_TO_END & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -151,6 +151,7 @@ def test_thresholds_and_val_scores_do_not_move_when_the_test_truth_does(smoke_co
     assert test[0] != test[1]  # the edit did reach the test scores
 
 
+@pytest.mark.slow
 def test_the_same_job_in_two_processes_gives_identical_scores_and_thresholds(smoke_config, tmp_path):
     spec = next(s for s in SMOKE.architectures if s.name == "deepfindet")
     results = []

@@ -100,6 +100,7 @@ def suite_file(tmp_path: Path, name: str, entries: list[dict], seeds: tuple[int,
     return path
 
 
+@pytest.mark.slow
 def test_members_equal_to_suite_entries_are_reused_never_trained_twice(plugin_path, smoke_config, tmp_path):
     log = tmp_path / "fits.log"
     counting = {"name": "test-counting", "config": {"log": str(log)}}
@@ -137,6 +138,7 @@ def test_members_equal_to_suite_entries_are_reused_never_trained_twice(plugin_pa
     assert {"vote", "vote-own"} <= set(scores["architecture"])
 
 
+@pytest.mark.slow
 def test_labels_keep_two_entries_of_one_architecture_apart_through_a_resume(smoke_config, tmp_path):
     config = MATCHED_FILTER["config"]
     entries = [

@@ -169,6 +169,7 @@ def test_pretrained_starts_from_a_local_checkpoint(fitted, tmp_path):
     assert any(not np.allclose(weights["fresh"][n].numpy(), v.numpy()) for n, v in weights["start"].items())
 
 
+@pytest.mark.slow
 def test_fit_writes_nothing_outside_its_work_folder(project, tmp_path):
     """In a fresh process with HOME, the working directory and the temporary folder empty, as ultralytics resolves
     its settings at import: nothing lands there, nor in the repository."""
