@@ -7,6 +7,7 @@ import fnmatch
 import itertools
 import json
 import socket
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from benchmark.coords import XYZ, inside_volume
 from benchmark.errors import BenchError
 from benchmark.particles import ParticleTable
 
+PORTAL_URL = "https://graphql.cryoetdataportal.czscience.com/graphql"
 PORTAL_TIMEOUT = 5.0  # seconds to wait for the portal to answer before saying it cannot be reached
 
 
@@ -131,19 +133,44 @@ def _open_root(config: Path):
 
 
 def _require_portal(config: Path) -> None:
-    """Refuse at once a CryoET Data Portal config where the portal cannot be reached (copick would retry for most of
-    a minute, then fail with a traceback)."""
-    from cryoet_data_portal import _client  # the endpoint copick's portal client uses (no public name for it)
-
-    url = urlsplit(_client.DEFAULT_URL)
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=PORTAL_TIMEOUT).close()
-    except OSError as err:
+    """Refuse within PORTAL_TIMEOUT a CryoET Data Portal config where the portal cannot be reached (copick would retry
+    for most of a minute, then fail with a traceback)."""
+    url = urlsplit(_portal_url())
+    why = unreachable(url.hostname, url.port or 443, PORTAL_TIMEOUT)
+    if why:
         raise BenchError(
             f"copick config '{config}' reads the CryoET Data Portal, which needs network access, and {url.hostname} "
-            f"cannot be reached from here ({err.strerror or err}); run where it can, or download the data and use "
-            "a filesystem copick config"
-        ) from None
+            f"cannot be reached from here ({why}); run where it can, or download the data and use a filesystem "
+            "copick config"
+        )
+
+
+def _portal_url() -> str:
+    """The endpoint copick's portal client uses (the client has no public name for it), else its known value."""
+    try:
+        from cryoet_data_portal import _client
+
+        return _client.DEFAULT_URL
+    except (ImportError, AttributeError):
+        return PORTAL_URL
+
+
+def unreachable(host: str, port: int, timeout: float) -> str | None:
+    """Why a TCP connection to host:port fails, the name lookup included, within `timeout` seconds (a lookup can
+    block far longer than a connection's own timeout); None when it succeeds."""
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(err.strerror or str(err))
+
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return outcome[0] if outcome else f"no answer within {timeout:g} s"
 
 
 def _copick_root(text: str, data: object):
@@ -164,6 +191,11 @@ class Project:
         self.config = Path(config)
         self.root = _open_root(self.config)
         self.particles = ParticleTable.from_copick(self.root)
+
+    def overlay_folder(self) -> Path | None:
+        """The local folder of the project's overlay root, where picks are written (None when it is not local)."""
+        root = str(self.root.config.overlay_root or "")
+        return Path(root.removeprefix("local://")) if root.startswith(("local://", "/")) else None
 
     @cached_property
     def run_names(self) -> list[str]:
@@ -355,8 +387,11 @@ def open_tomogram(copick_tomogram, run: str, copick_voxel_size: float) -> Tomogr
     return Tomogram(run, copick_tomogram.tomo_type, float(voxel_size), levels)
 
 
-#: what zarr (and the json module under it) raises for metadata that is not JSON, or nested too deep to parse
-METADATA_ERRORS = (ValueError, UnicodeDecodeError, RecursionError, zarr.errors.MetadataError)
+#: what zarr (and the json module under it) raises for metadata that is not JSON, is nested too deep to parse, or is
+#: JSON but not zarr's (a list, a shape of words)
+METADATA_ERRORS = (
+    ValueError, TypeError, AttributeError, UnicodeDecodeError, RecursionError, zarr.errors.MetadataError,
+)  # fmt: skip
 
 
 def _level(group: zarr.Group, path: str, level: int, name: str, store) -> zarr.Array:
@@ -364,6 +399,8 @@ def _level(group: zarr.Group, path: str, level: int, name: str, store) -> zarr.A
     where = f"{name} level {level}"
     try:
         array = group[path]
+        if isinstance(array, zarr.Array):  # metadata that parses as JSON but is not zarr's fails here
+            _ = array.shape, array.dtype, array.cdata_shape
     except KeyError:
         raise BenchError(
             f"{where}: its OME-Zarr multiscales names array '{path}', which is not in {_location(store)}; "
@@ -399,9 +436,12 @@ def _unreadable_metadata(name: str, store, err: BaseException) -> str:
     """What to say of zarr metadata that cannot be parsed, naming the first damaged metadata file when the store is
     a local folder."""
     root = Path(_location(store))
-    damaged = [path for path in sorted(root.rglob(".z*")) if path.is_file() and not _is_json(path)]
-    which = f"zarr metadata file {damaged[0]}" if damaged else f"its zarr metadata in {root}"
-    reason = "nested too deeply" if isinstance(err, RecursionError) else "not JSON"
+    if isinstance(err, (json.JSONDecodeError, UnicodeDecodeError, RecursionError)):
+        damaged = [path for path in sorted(root.rglob(".z*")) if path.is_file() and not _is_json(path)]
+        which = f"zarr metadata file {damaged[0]}" if damaged else f"its zarr metadata in {root}"
+        reason = "nested too deeply" if isinstance(err, RecursionError) else "not JSON"
+    else:
+        which, reason = f"its zarr metadata in {root}", f"not what zarr expects: {_parse_reason(err)}"
     return f"{name}: {which} cannot be read ({reason}); re-download or regenerate the volume"
 
 

@@ -29,19 +29,25 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
+def _git(*args: str, cwd: Path = REPO) -> str | None:
+    """What a git command prints, or None where it fails (no git, not a repository)."""
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
 def git_state() -> dict[str, str | bool | None]:
     """Commit, short sha and whether the working tree had uncommitted changes."""
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "short": commit[:7] if commit else None, "dirty": bool(status) if commit else None}
+
+
+def tracked(path: Path) -> bool:
+    """Whether the git repository that holds a file tracks it (it is committed, or staged to be)."""
+    return _git("ls-files", "--error-unmatch", path.name, cwd=path.parent) is not None
 
 
 def torch_state(device: str) -> dict[str, object]:

@@ -17,7 +17,16 @@ from benchmark.errors import BenchError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+
+def _umask() -> int:
+    """This process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 FIGURE_DPI = 120
+FILE_MODE = 0o666 & ~_umask()  # the mode open() gives a new file under this process's umask
 NAME_MAX = 255  # bytes in a file name on the common file systems, when the file system does not say
 #: names of suites, architectures, labels and post-processing steps: they become folder names.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -63,6 +72,7 @@ def write_bytes(path: Path, data: bytes) -> None:
         with NamedTemporaryFile("wb", dir=path.parent, prefix=".", suffix=".tmp", delete=False) as handle:
             tmp = Path(handle.name)
             handle.write(data)
+        tmp.chmod(FILE_MODE)  # a temporary file is private (0600); the file it becomes is as open() would make it
         tmp.replace(path)
     except OSError as err:
         if tmp is not None:

@@ -22,7 +22,7 @@ from benchmark.endings import SLURM_ACTIVE, SLURM_QUEUED, process_failure, slurm
 from benchmark.errors import BenchError
 from benchmark.interface import Budget
 from benchmark.jobspec import PHASES
-from benchmark.processes import kill_tree
+from benchmark.processes import kill_tree, runner_mark
 from benchmark.suite import Launch
 
 LAUNCHERS = ("process", "local", "slurm")
@@ -133,7 +133,7 @@ class ProcessLauncher(Launcher):
         process = subprocess.Popen(
             [sys.executable, "-m", "benchmark.job", str(spec)],
             start_new_session=True,
-            env={**os.environ, **slot.environment()},
+            env={**os.environ, **slot.environment(), **runner_mark()},
         )
         return ChildProcess(process)
 
@@ -199,7 +199,7 @@ class LocalLauncher(SubmititLauncher):
         import submitit
 
         executor = submitit.LocalExecutor(folder, max_num_timeout=0)
-        environment = slot.environment()
+        environment = {**slot.environment(), **runner_mark()}
         if slot.gpu is None and "CUDA_VISIBLE_DEVICES" in os.environ:  # submitit would replace it
             environment["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
         exports = [f"export {key}={value}" for key, value in environment.items()]  # after submitit's own variables

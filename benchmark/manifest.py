@@ -76,6 +76,17 @@ class LaunchRecord(_Record):
     slots: list[SlotRecord]
 
 
+class OptionsRecord(BaseModel):
+    """What the run was asked for besides its suite file (runner.RunOptions): a resume runs with exactly these."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    data: str | None
+    arch: str | None
+    device: str
+    seeds: list[int]
+    write_picks: bool
+
+
 class Manifest(_Record):
     suite: SuiteRecord
     data: DataRecord
@@ -94,7 +105,7 @@ class Manifest(_Record):
     finished: str | None = None
     jobs: dict[str, JobRecord]
     launches: list[LaunchRecord] = []
-    options: dict[str, Any] | None = None
+    options: OptionsRecord | None = None
 
 
 def manifest_problem(raw: Any) -> str | None:

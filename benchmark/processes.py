@@ -20,6 +20,7 @@ PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent 
 PR_SET_CHILD_SUBREAPER = 36  # prctl option: orphaned descendants are re-parented to this process, not to init
 PR_GET_CHILD_SUBREAPER = 37
 REAP_SECONDS = 5.0  # how long a killed child of this process is waited for
+RUNNER_VARIABLE = "CRYOET_BENCH_RUNNER"  # the pid of the `bench run` that started a job, in the job's environment
 
 
 def _prctl(option: int, value: int = 0) -> int | None:
@@ -82,27 +83,37 @@ def _die() -> None:
 class Orphanage:
     """`bench run` as the last subreaper of the jobs it runs on this machine (`here`): the descendants of a job that
     died outright (killed by the kernel for memory, say) are re-parented to the runner, which stops them when a job
-    ends and when it exits. The processes it had before and the jobs it runs are left alone."""
+    ends and when it exits. Only processes that carry this runner's mark in their environment (`runner_mark`, which
+    jobs pass on to what they start) are its jobs' orphans; the jobs still running are left alone."""
 
     def __init__(self, here: bool = True):
-        self.here, self.was, self.before = here, None, set()
+        self.here, self.was = here, None
 
     def __enter__(self) -> Orphanage:
         if self.here:
             self.was = _prctl(PR_GET_CHILD_SUBREAPER)
-            self.before = {child.pid for child in psutil.Process().children()}
             adopt_orphans()
         return self
 
     def sweep(self, jobs: set[int]) -> None:
-        """Kill the adopted orphans: children this process did not have before and that are not running `jobs`."""
+        """Kill the adopted orphans: this runner's marked children that are not running `jobs`."""
         if not self.here:
             return
+        mark = runner_mark()
         for child in psutil.Process().children():
-            if child.pid not in self.before | jobs:
+            try:
+                marked = child.environ().get(RUNNER_VARIABLE) == mark[RUNNER_VARIABLE]
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            if marked and child.pid not in jobs:
                 kill_tree(child.pid)
 
     def __exit__(self, *exc: object) -> None:
         self.sweep(set())
         if self.was == 0:
             adopt_orphans(False)
+
+
+def runner_mark() -> dict[str, str]:
+    """The environment variable that marks a job process (and what it starts) as this runner's."""
+    return {RUNNER_VARIABLE: str(os.getpid())}

@@ -302,9 +302,9 @@ class Report:
             job.get("environment") or {} for job in self.manifest["jobs"].values() if job["status"] == "ok"
         ] or [self.manifest["environment"]]
         said = [
-            f"torch CPU capability {env.get('cpu_capability') or '?'} (flags {' '.join(env['cpu_flags']) or 'none'})"
+            f"torch CPU capability {env.get('cpu_capability') or '?'} (flags {' '.join(flags) or 'none'})"
             for env in environments
-            if "cpu_flags" in env
+            if (flags := env.get("cpu_flags")) is not None
         ]
         return " / ".join(dict.fromkeys(said)) or "CPU kernels not recorded"
 

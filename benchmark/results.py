@@ -60,13 +60,13 @@ ADDED = {
 
 
 def _not_numeric(table: pd.DataFrame) -> str | None:
-    """The first value of a numeric column that is not a number (row numbers as in the file, header first), or None."""
+    """The first value of a numeric column that is not a number (rows counted from 1 below the header), or None."""
     for column in table.columns.difference(TEXT, sort=False):
         values = table[column]
         bad = pd.to_numeric(values, errors="coerce").isna() & values.notna()
         if bad.any():
             row = int(bad.to_numpy().argmax())
-            return f"column {column}, line {row + 2}: {values.iloc[row]!r} is not a number"
+            return f"column {column}, row {row + 1}: {values.iloc[row]!r} is not a number"
     return None
 
 

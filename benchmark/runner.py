@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from benchmark.data import BenchWarning, Project
-from benchmark.environment import REPO, environment
+from benchmark.environment import REPO, environment, tracked
 from benchmark.errors import BenchError, Interrupted
 from benchmark.files import name_limit
 from benchmark.interface import Architecture, Budget
@@ -166,11 +166,11 @@ def run_suite(
         launch = make_launcher(launcher, jobs, options.device, settings)
         data = manifest["data"] if manifest else resolve_data(suite, options.data, echo)
         project = Project(data["config"])
+        check_name_lengths(suite, specs, options, project, root)
         preflight(project, suite)
-        check_name_lengths(suite, specs, options, project.particles, root)
         if manifest is None:
             manifest = _new_manifest(suite, data, options, command)
-            echo(reference_line(suite, manifest["environment"]) or "reference: no committed run of this suite file")
+            echo(reference_line(suite, manifest["environment"]))
             store = ResultsStore.create(suite.name, manifest["environment"]["git"]["short"], root)
             held.enter_context(store.lock())
         manifest.pop("finished", None)  # running again: reports take the previous finished run meanwhile
@@ -191,34 +191,57 @@ def run_suite(
     return store, failures
 
 
-def reference_line(suite: Suite, here: dict, root: Path = REFERENCE_ROOT) -> str | None:
-    """How long this suite file took in its newest committed run (finished, from a clean tree, every entry), on
-    which machine and CPU kernels; and whether this machine's kernels differ, which changes how sums round."""
+def reference_line(suite: Suite, here: dict, root: Path = REFERENCE_ROOT) -> str:
+    """What the newest committed run of this suite (finished, from a clean tree, every entry) tells a new run: how
+    long it took on the reference machine, and where this machine differs in what decides how sums round."""
+    runs = [ResultsStore(folder) for folder in sorted((root / suite.name).glob("*_*"), reverse=True)]
+    reference = next((store for store in runs if _is_reference(store)), None)
+    if reference is None:
+        return f"reference: no committed run of suite '{suite.name}'"
+    manifest = reference.manifest
+    if manifest["suite"]["sha256"] != suite.sha256:
+        return f"reference: {reference.folder} ran another version of this suite file, so its time is not this one's"
     try:
-        store = ResultsStore.latest(suite.name, root, finished=True)
-        manifest = store.manifest
-    except BenchError:
-        return None
-    if manifest["suite"]["sha256"] != suite.sha256 or manifest["environment"]["git"]["dirty"]:
-        return None
-    if (manifest.get("options") or {}).get("arch") is not None:
-        return None
-    took = datetime.fromisoformat(manifest["finished"]) - datetime.fromisoformat(manifest["created"])
+        took = datetime.fromisoformat(manifest["finished"]) - datetime.fromisoformat(manifest["created"])
+    except (TypeError, ValueError):
+        return f"reference: {reference.folder} does not record when it started and finished"
     minutes, seconds = divmod(round(took.total_seconds()), 60)
     there = manifest["environment"]
-    kernels = [(env.get("cpu_capability"), env.get("cpu_flags")) for env in (there, here)]
     line = (
         f"reference: this suite took {minutes} min {seconds} s on {there['device_name']} (torch CPU capability "
-        f"{kernels[0][0] or 'not recorded'}; {store.folder}); a slower or busier machine takes longer"
+        f"{there.get('cpu_capability') or 'not recorded'}; {reference.folder}); a slower or busier machine takes longer"
     )
-    if kernels[0] == kernels[1]:
+    differs = [what for what, value in ROUNDING.items() if value(there) != value(here)]
+    if not differs:
         return f"{line}, and scores the same"
-    if kernels[0][0] is None:
-        return f"{line}; its CPU kernels were not recorded, so learned rows may round differently here"
     return (
-        f"{line}; this machine's CPU kernels differ (capability {kernels[1][0]}, flags {' '.join(kernels[1][1])}), "
-        "so its learned rows round differently and will not match the committed scores exactly"
+        f"{line}; this machine differs in {', '.join(differs)}, so its learned rows may round differently and not "
+        "match the committed scores exactly"
     )
+
+
+#: what decides how a run's sums round, as the manifest's environment records it
+ROUNDING = {
+    "device": lambda env: env.get("device"),
+    "torch CPU capability": lambda env: env.get("cpu_capability"),
+    "CPU flags": lambda env: env.get("cpu_flags"),
+    "threads": lambda env: env.get("num_threads"),
+    "torch version": lambda env: (env.get("libraries") or {}).get("torch"),
+}
+
+
+def _is_reference(store: ResultsStore) -> bool:
+    """Whether a results folder can be the reference: tracked by git (committed), finished, from a clean tree, every
+    entry run."""
+    path = store.folder / "manifest.json"
+    if not path.is_file() or not tracked(path):
+        return False
+    try:
+        manifest = store.manifest
+    except BenchError:
+        return False
+    clean = manifest["environment"]["git"]["dirty"] is False
+    return clean and bool(manifest.get("finished")) and (manifest.get("options") or {}).get("arch") is None
 
 
 def _kept(store: ResultsStore, manifest: dict, given: RunOptions) -> RunOptions:
@@ -234,7 +257,10 @@ def _kept(store: ResultsStore, manifest: dict, given: RunOptions) -> RunOptions:
     }
     wanted = {**given.recorded(), "data": None if given.data is None else str(Path(given.data).resolve())}
     for field in KEPT:
-        if wanted[field] is not None and wanted[field] != recorded[field]:
+        value, kept = wanted[field], recorded[field]
+        if field == "seeds" and value is not None:  # the same seeds in another order are no change
+            value, kept = sorted(value), sorted(kept)
+        if value is not None and value != kept:
             raise BenchError(
                 f"{store.folder} was run {_described(field, recorded[field])}, and a resume keeps every setting of "
                 f"its run; resume without {_described(field, wanted[field], flag_only=True)}, or start a new run"
@@ -255,26 +281,30 @@ def _described(field: str, value: object, flag_only: bool = False) -> str:
     return f"with {flag} {shown}"
 
 
-def check_name_lengths(suite: Suite, specs: list[ArchitectureSpec], options: RunOptions, particles, root: Path):
-    """Refuse names (of runs, labels, particles) that would make a file or folder name longer than the file system
-    takes, before anything is written: the longest names a run derives from them, in bytes."""
-    limit = name_limit(root)
+def check_name_lengths(suite: Suite, specs: list[ArchitectureSpec], options: RunOptions, project: Project,
+                       root: Path) -> None:  # fmt: skip
+    """Refuse names (of runs, labels, ablation variants, particles) that would make a file or folder name longer than
+    its file system takes, before anything is written: the names a run derives from them, in bytes, against the
+    results root's file system and (for copick picks) the project's overlay's."""
     stamp = "00000000T000000Z"  # a results folder's time stamp: a session's width
-    derived = [(f"{run}.csv", f"run name {run!r}", "rename the run in the copick project") for run in
-               {run for split in suite.folds.values() for run in split.runs()}]  # fmt: skip
+    results, picks = name_limit(root), name_limit(project.overlay_folder() or root)
+    runs = {run for split in suite.folds.values() for run in split.runs()}
+    derived = [(f"{run}.csv", results, f"run name {run!r}", "rename the run in the copick project") for run in runs]
     for spec in specs:
+        fix = "give the entry a shorter label"
+        derived += [(variant["name"], results, f"ablation variant {variant['name']!r}", "give it a shorter name")
+                    for variant in spec.ablation]  # fmt: skip
         for seed, fold in itertools.product(options.seeds, suite.folds):
-            derived.append((job_id(spec.label, seed, fold), f"label {spec.label!r}", "give the entry a shorter label"))
+            derived.append((job_id(spec.label, seed, fold), results, f"label {spec.label!r}", fix))
             derived += [
-                (f"bench-{spec.label}_{stamp}-s{seed}-{fold}_{particle.name}.json",
-                 f"label {spec.label!r} with particle {particle.name!r}",
-                 "give the entry a shorter label, or pass --no-write-picks")
-                for particle in particles if options.write_picks
+                (f"bench-{spec.label}_{stamp}-s{seed}-{fold}_{particle.name}.json", picks,
+                 f"label {spec.label!r} with particle {particle.name!r}", f"{fix}, or pass --no-write-picks")
+                for particle in project.particles if options.write_picks
             ]  # fmt: skip
-    for name, source, fix in derived:
+    for name, limit, source, fix in derived:
         if len(name.encode()) > limit:
             raise BenchError(
-                f"{source} makes the file name {name[:40]}... ({len(name.encode())} bytes), longer than this file "
+                f"{source} makes the file name {name[:40]}... ({len(name.encode())} bytes), longer than its file "
                 f"system takes ({limit}); {fix}"
             )
 
@@ -285,13 +315,14 @@ def _launcher(
     """The launcher, jobs at once and launcher settings of a run: as given, else (on resume) as the last run of the
     folder had them, else one job at a time in child processes with the suite's settings. They say where jobs run,
     not what they compute, so a resume may change them: it says so."""
-    last = (manifest or {}).get("launches", [{}])[-1]
+    last = ((manifest or {}).get("launches") or [{}])[-1]
     before = (last.get("launcher", "process"), last.get("jobs", 1))
     name, jobs = name or before[0], jobs or before[1]
-    if manifest and (name, jobs) != before:
+    if manifest and ((name, jobs) != before or options):
+        changed = f" and SLURM settings {options}" if options else ""
         echo(
-            f"note: this resume runs with --launcher {name} --jobs {jobs}; the folder's last run had --launcher "
-            f"{before[0]} --jobs {before[1]}"
+            f"note: this resume runs with --launcher {name} --jobs {jobs}{changed}; the folder's last run had "
+            f"--launcher {before[0]} --jobs {before[1]}"
         )
     settings = Launch(**last["slurm"]) if name == "slurm" and last.get("launcher") == "slurm" else suite.launch
     sbatch = {**settings.sbatch, **options.pop("sbatch", {})}

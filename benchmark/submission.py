@@ -45,7 +45,7 @@ def read_table(path: str | Path, columns: list[str], what: str) -> pd.DataFrame:
         row = int(far.to_numpy().argmax())
         values = ", ".join(f"{value:g}" for value in table[XYZ].iloc[row])
         raise BenchError(
-            f"{what} file '{path}' line {row + 2} has (x, y, z) = ({values}), not a position in a tomogram in Å "
+            f"{what} file '{path}' row {row + 1} has (x, y, z) = ({values}), not a position in a tomogram in Å "
             f"(finite, within {MAX_ANGSTROM:g}); fix the file"
         )
     table["experiment"] = table["experiment"].astype(str)

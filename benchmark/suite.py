@@ -161,10 +161,13 @@ class Suite:
 
 
 def check_seeds(seeds: list[int], where: str) -> None:
-    """Refuse seeds that numpy (or torch) cannot take."""
+    """Refuse seeds that numpy (or torch) cannot take, and a seed listed twice (its jobs would run twice)."""
     bad = [seed for seed in seeds if not SEEDS[0] <= seed <= SEEDS[1]]
     if bad:
         raise BenchError(f"{where}: seed {bad[0]} is outside {SEEDS[0]}..{SEEDS[1]}, the seeds numpy accepts; pick one")
+    twice = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if twice:
+        raise BenchError(f"{where}: seed {twice[0]} is listed twice; list each seed once")
 
 
 def list_suites(pattern: str = "*") -> list[str]:

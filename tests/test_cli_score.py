@@ -115,7 +115,7 @@ def test_missing_column(csvs):
 @pytest.mark.parametrize("value", ["1e308", "inf", "nan", "-2e9"])
 def test_coordinates_that_are_not_positions_in_a_tomogram(csvs, value):
     csvs[1].write_text(SUBMISSION + f"4,TS_1,ribosome,{value},2,3\n")
-    assert_one_error_line(run(*csvs), "submission.csv' line 6 has (x, y, z) = (", "not a position in a tomogram")
+    assert_one_error_line(run(*csvs), "submission.csv' row 5 has (x, y, z) = (", "not a position in a tomogram")
 
 
 def test_unknown_particle_type(csvs):

@@ -15,6 +15,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ import pytest
 import zarr
 from commands import BENCH, MATCHED_FILTER_ONLY, SMOKE_TEXT, assert_one_line_error, bench, bench_process, suite_file
 
+import benchmark.data
 import benchmark.files
 import benchmark.job
 from benchmark.data import Project
@@ -219,18 +221,30 @@ def test_an_integer_tomogram_is_read_as_float(copick_project):
     assert volume.dtype == np.float32 and volume[0, 0, 5] == 5.0
 
 
+def portal_config(tmp_path: Path) -> Path:
+    """A CryoET Data Portal copick config."""
+    config = tmp_path / "portal.json"
+    config.write_text(json.dumps({"config_type": "cryoet_data_portal", "name": "portal", "pickable_objects": [],
+                                  "overlay_root": f"local://{tmp_path}", "dataset_ids": [10440]}))  # fmt: skip
+    return config
+
+
 def test_a_portal_config_without_network_says_so_at_once(tmp_path, monkeypatch):
     from cryoet_data_portal import _client
 
     monkeypatch.setattr(_client, "DEFAULT_URL", "http://127.0.0.1:9/graphql")  # a port nothing listens on
-    config = tmp_path / "portal.json"
-    config.write_text(json.dumps({"config_type": "cryoet_data_portal", "name": "portal", "pickable_objects": [],
-                                  "overlay_root": f"local://{tmp_path}", "dataset_ids": [10440]}))  # fmt: skip
-    started = time.monotonic()
-    result = bench("data", "info", "--data", config)
+    result = bench("data", "info", "--data", portal_config(tmp_path))
     assert_one_line_error(result, "reads the CryoET Data Portal, which needs network access, and 127.0.0.1 cannot "
                           "be reached from here", "download the data and use a filesystem copick config")  # fmt: skip
-    assert time.monotonic() - started < 10
+
+
+def test_a_portal_whose_name_lookup_hangs_is_refused_within_the_timeout(tmp_path, monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: time.sleep(30))  # a resolver that never answers
+    monkeypatch.setattr(benchmark.data, "PORTAL_TIMEOUT", 1.0)
+    started = time.monotonic()
+    result = bench("data", "info", "--data", portal_config(tmp_path))
+    assert time.monotonic() - started < 5  # not the 30 s the lookup would take
+    assert_one_line_error(result, "cannot be reached from here (no answer within 1 s)")
 
 
 def replace_test_level(config: Path, values: np.ndarray) -> None:
@@ -261,6 +275,7 @@ BOMB = (
          ["tomogram TS_69_2/denoised level 0 is 0x128x128, not a 3D (z, y, x) volume with voxels"]),
         ("suite", lambda t: t.replace("seeds: [0]", "seeds: [-1]"), ["seed -1 is outside 0..4294967295"]),
         ("options", ["--seeds", "0,4294967296"], ["--seeds 0,4294967296: seed 4294967296 is outside 0..4294967295"]),
+        ("options", ["--seeds", "0,1,0"], ["--seeds 0,1,0: seed 0 is listed twice; list each seed once"]),
         ("suite", lambda t: t.replace("{step: nms, distance: 0.5}", "{step: nms, distance: far}"),
          ["suite entry 'matched-filter', postprocess: post-processing step 'nms': parameter 'distance' is 'far', "
           "not float"]),
@@ -269,7 +284,7 @@ BOMB = (
         ("suite", lambda t: t.replace("    config:\n", f"    config:\n      {BOMB}\n", 1),
          ["expands to more than 100,000 values once its YAML aliases are substituted"]),
         ("suite", lambda t: t + "    label: " + "l" * 210 + "\n",
-         ["label 'llll", "makes the file name bench-llll", "longer than this file system takes (255); give the entry "
+         ["label 'llll", "makes the file name bench-llll", "longer than its file system takes (255); give the entry "
           "a shorter label, or pass --no-write-picks"]),
     ],
 )  # fmt: skip
@@ -301,7 +316,7 @@ def test_runs_with_non_ascii_and_long_names_are_accepted_and_too_long_ones_refus
     too_long = copick_project(runs=("TS_Ä1", "TS_Ä2", "TS_" + "x" * 250), shape=(16, 64, 64))
     result = bench("run", "--suite", suite_file(tmp_path, text.replace(long_run, "TS_" + "x" * 250)), "--data",
                    too_long, "--results", tmp_path / "refused")  # fmt: skip
-    assert_one_line_error(result, "run name 'TS_xxx", "makes the file name TS_xxx", "(257 bytes), longer than this "
+    assert_one_line_error(result, "run name 'TS_xxx", "makes the file name TS_xxx", "(257 bytes), longer than its "
                           "file system takes (255); rename the run in the copick project")  # fmt: skip
     assert no_results(tmp_path / "refused")
 
@@ -348,7 +363,7 @@ def edit_scores(folder: Path, column: str, value: object) -> None:
                                                         "dictionary)"),
         (lambda folder: edit_manifest(folder, compute={"precision": 16}), "manifest.json is damaged (compute."
                                                                           "precision: Input should be a valid string)"),
-        (lambda folder: edit_scores(folder, "f4", "high"), "scores.csv is damaged (column f4, line 2: 'high' is not a "
+        (lambda folder: edit_scores(folder, "f4", "high"), "scores.csv is damaged (column f4, row 1: 'high' is not a "
                                                            "number)"),
         (lambda folder: (folder / "scores.csv").unlink(), "scores.csv is missing, though 1 finished job(s) stored rows "
                                                           "in it"),
@@ -416,6 +431,12 @@ def full_disk(monkeypatch) -> None:
         return handle
 
     monkeypatch.setattr(benchmark.files, "NamedTemporaryFile", filling)
+
+
+def test_files_written_atomically_have_the_mode_open_gives(tmp_path):
+    benchmark.files.write_text(tmp_path / "atomic.txt", "x")
+    (tmp_path / "plain.txt").write_text("x")
+    assert (tmp_path / "atomic.txt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode  # not private 0600
 
 
 def test_a_full_disk_while_the_report_saves_a_plot_is_one_line_and_leaves_no_file(finished, tmp_path, monkeypatch):
@@ -583,28 +604,38 @@ def test_a_resume_keeps_every_setting_of_its_run_and_refuses_a_change(smoke_conf
     written = set(config.parent.rglob("bench-*"))  # by other tests' runs on the smoke project, before the copy
     suite = suite_file(tmp_path, MATCHED_FILTER_ONLY)
     root = tmp_path / "results"
-    first = bench("run", "--suite", suite, "--data", config, "--results", root, "--seeds", "0,1", "--no-write-picks")
+    options = ("--data", config, "--arch", "matched-filter", "--seeds", "1,0", "--no-write-picks")
+    first = bench("run", "--suite", suite, "--results", root, *options)
     assert first.exit_code == 0, first.output
-    assert "reference: no committed run of this suite file" in first.output
+    assert "reference: no committed run of suite 'faults'" in first.output
     store = ResultsStore.latest("faults", root)
-    (store.job_dir("matched-filter-seed1-ts") / "result.json").unlink()  # as if interrupted before it finished
-    store.update_job("matched-filter-seed1-ts", status="interrupted")
+
+    def interrupt(seed: int) -> None:
+        """As if the job of `seed` had been stopped before it finished."""
+        (store.job_dir(f"matched-filter-seed{seed}-ts") / "result.json").unlink()
+        store.update_job(f"matched-filter-seed{seed}-ts", status="interrupted")
+
+    interrupt(1)
     for option, message in [
         (["--write-picks"], "was run --no-write-picks, and a resume keeps every setting of its run; resume without "
                             "--write-picks, or start a new run"),
-        (["--seeds", "0,1,2"], "was run with --seeds 0,1, and a resume keeps"),
-        (["--arch", "match*"], "was run with every entry of the suite, and a resume keeps"),
+        (["--seeds", "0,1,2"], "was run with --seeds 1,0, and a resume keeps"),
+        (["--arch", "*"], "was run with --arch matched-filter, and a resume keeps"),
         (["--data", smoke_config], f"was run with --data {config}, and a resume keeps"),
         (["--device", "cuda"], "was run with --device cpu, and a resume keeps"),
     ]:  # fmt: skip
         assert_one_line_error(bench("run", "--suite", suite, "--resume", store.folder, *option), message)
-    result = bench("run", "--suite", suite, "--resume", store.folder, "--seeds", "0,1")  # the same value is no change
+    result = bench("run", "--suite", suite, "--resume", store.folder)  # nothing given: everything kept
     assert result.exit_code == 0, result.output
     assert "recovered" not in result.output and store.manifest["jobs"]["matched-filter-seed1-ts"]["status"] == "ok"
     assert store.manifest["options"] == {
-        "data": str(config), "arch": None, "device": "cpu", "seeds": [0, 1], "write_picks": False,
+        "data": str(config), "arch": "matched-filter", "device": "cpu", "seeds": [1, 0], "write_picks": False,
     }  # fmt: skip
-    assert set(config.parent.rglob("bench-*")) == written  # neither run wrote picks into the project
+    interrupt(0)
+    result = bench("run", "--suite", suite, "--resume", store.folder, "--seeds", "0,1")  # the same seeds: no change
+    assert result.exit_code == 0, result.output
+    assert store.manifest["jobs"]["matched-filter-seed0-ts"]["status"] == "ok"
+    assert set(config.parent.rglob("bench-*")) == written  # no run wrote picks into the project
 
 
 def test_a_resume_refuses_while_a_job_of_the_folder_still_runs(finished, tmp_path):

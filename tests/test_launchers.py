@@ -257,13 +257,16 @@ def test_bad_launcher_input_is_one_line_and_writes_nothing(slurm_state, tmp_path
     assert not (tmp_path / "results").exists()
 
 
-def test_slots_pin_a_gpu_per_job_and_every_job_waits_passively(smoke_run, two_at_once):
+def test_slots_pin_a_gpu_per_job_and_every_job_waits_passively():
     assert Slot().environment() == {"OMP_WAIT_POLICY": "PASSIVE"}
     environment = Slot(gpu="1", shared=True).environment()
     assert environment == {"CUDA_VISIBLE_DEVICES": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     threads = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
     assert Slot(threads=2).environment() == {**dict.fromkeys(threads, "2"), "OMP_WAIT_POLICY": "PASSIVE"}
-    for store in (smoke_run, two_at_once):  # alone or sharing the cores, as each job recorded it
+
+
+def test_jobs_alone_or_sharing_the_cores_ran_waiting_passively(smoke_run, two_at_once):
+    for store in (smoke_run, two_at_once):  # as each job recorded it
         assert {job["environment"]["omp_wait_policy"] for job in store.manifest["jobs"].values()} == {"PASSIVE"}
 
 

@@ -229,6 +229,19 @@ def test_a_parameter_the_step_does_not_take_is_named_with_those_it_takes():
         Pipeline.build([{"step": "light-merge", "radius": 1}], PARTICLES)
 
 
+def test_a_parameter_of_the_wrong_type_is_refused_when_the_step_is_built():
+    def window(picks, tomogram, particles, size: tuple[int, int] = (1, 1), weight: float = 1.0):
+        return picks
+
+    register_postprocess("test-window")(window)
+    build_step({"step": "test-window", "size": [2, 3], "weight": 2}, PARTICLES)  # a YAML list stands for a tuple
+    for bad, message in [({"weight": "far"}, "parameter 'weight' is 'far', not float"),
+                         ({"weight": True}, "parameter 'weight' is True, not float"),
+                         ({"size": [2, "x"]}, "parameter 'size' is [2, 'x'], not tuple[int, int]")]:  # fmt: skip
+        with pytest.raises(BenchError, match=re.escape(f"post-processing step 'test-window': {message}")):
+            build_step({"step": "test-window", **bad}, PARTICLES)
+
+
 def blob_volume(centres_zyx, radius_vox: float, contrasts, shape=(40, 60, 60), seed=0) -> np.ndarray:
     """Noise with a ball of the given contrast added at each centre."""
     rng = np.random.default_rng(seed)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-README = Path("README.md").read_text()
-EXAMPLE = Path("tests/plugins/example_plugin")
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+EXAMPLE = ROOT / "tests" / "plugins" / "example_plugin"
 
 
 def blocks(language: str) -> list[str]:

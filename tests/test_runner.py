@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -141,21 +142,26 @@ def test_resume_redoes_only_unfinished_jobs(smoke_run, tmp_path):
 def test_bench_run_says_how_long_the_committed_run_took_and_whether_its_kernels_match(smoke_run, tmp_path):
     folder = shutil.copytree(smoke_run.folder, tmp_path / "smoke" / smoke_run.folder.name)
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["environment"]["git"]["dirty"] = False  # as committed
+    manifest["environment"]["git"]["dirty"] = False  # as a committed run is
     manifest["finished"] = (datetime.fromisoformat(manifest["created"]) + timedelta(seconds=754)).isoformat()
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    here = manifest["environment"]
-    line = reference_line(load_suite("smoke"), here, tmp_path)
+    here, smoke = manifest["environment"], load_suite("smoke")
+    assert reference_line(smoke, here, tmp_path) == "reference: no committed run of suite 'smoke'"  # not yet in git
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "smoke"], cwd=tmp_path, check=True)
+    line = reference_line(smoke, here, tmp_path)
     assert line.startswith(f"reference: this suite took 12 min 34 s on {here['device_name']} (torch CPU capability ")
     assert line.endswith("a slower or busier machine takes longer, and scores the same")
-    elsewhere = {**here, "cpu_capability": "AVX2", "cpu_flags": ["avx", "avx2", "fma"]}
-    assert reference_line(load_suite("smoke"), elsewhere, tmp_path).endswith(
-        "this machine's CPU kernels differ (capability AVX2, flags avx avx2 fma), so its learned rows round "
-        "differently and will not match the committed scores exactly"
+    elsewhere = {**here, "cpu_capability": "AVX2", "num_threads": 7}
+    assert reference_line(smoke, elsewhere, tmp_path).endswith(
+        "this machine differs in torch CPU capability, threads, so its learned rows may round differently and not "
+        "match the committed scores exactly"
     )
-    manifest["suite"]["sha256"] = "another suite file"
+    manifest["suite"]["sha256"] = "another version"
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    assert reference_line(load_suite("smoke"), here, tmp_path) is None
+    line = reference_line(smoke, here, tmp_path)
+    assert line.endswith("ran another version of this suite file, so its time is not this one's")
 
 
 def test_report_refuses_a_folder_without_successful_jobs(smoke_run, tmp_path):

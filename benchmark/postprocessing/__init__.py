@@ -122,8 +122,8 @@ def build_step(entry: dict[str, Any], particles: ParticleTable) -> Step:
 
 def check_types(step: str, function: Callable[..., Any], params: dict[str, Any]) -> None:
     """Refuse a parameter whose value does not have its annotated type (strictly: "far" is not a float, nor true an
-    int), so a suite's typo fails before anything runs rather than after training. Annotations that do not resolve
-    (a third-party step's) are not checked."""
+    int; a list may stand for a tuple), so a suite's typo fails before anything runs rather than after training.
+    Annotations that do not resolve (a third-party step's) are not checked."""
     try:
         hints = typing.get_type_hints(function)
     except (NameError, TypeError):
@@ -132,7 +132,7 @@ def check_types(step: str, function: Callable[..., Any], params: dict[str, Any])
         if name not in hints:
             continue
         try:
-            pydantic.TypeAdapter(hints[name]).validate_python(value, strict=True)
+            _validate(hints[name], value)
         except pydantic.ValidationError as err:
             hint = hints[name]
             expected = hint.__name__ if isinstance(hint, type) else str(hint).replace("collections.abc.", "")
@@ -142,6 +142,17 @@ def check_types(step: str, function: Callable[..., Any], params: dict[str, Any])
             ) from None
         except pydantic.PydanticSchemaGenerationError:  # an annotation pydantic cannot check
             continue
+
+
+def _validate(hint: Any, value: Any) -> None:
+    """Check a value against an annotation strictly, except that a YAML list may stand for a tuple."""
+    adapter = pydantic.TypeAdapter(hint)
+    try:
+        adapter.validate_python(value, strict=True)
+    except pydantic.ValidationError:
+        if not isinstance(value, list):
+            raise
+        adapter.validate_python(tuple(value), strict=True)
 
 
 def apply_by_run(step: Callable[[pd.DataFrame, Tomogram], pd.DataFrame], candidates, samples) -> pd.DataFrame:
