@@ -77,7 +77,7 @@ class LaunchRecord(_Record):
 
 
 class OptionsRecord(BaseModel):
-    """What the run was asked for besides its suite file (runner.RunOptions): a resume runs with exactly these."""
+    """What the run was asked for besides its suite file (run_options.RunOptions): a resume runs with exactly these."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     data: str | None

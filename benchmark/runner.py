@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import shlex
@@ -11,28 +10,26 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from benchmark.data import BenchWarning, Project
-from benchmark.environment import REPO, environment, tracked
+from benchmark.environment import environment
 from benchmark.errors import BenchError, Interrupted
-from benchmark.files import name_limit
-from benchmark.interface import Architecture, Budget
-from benchmark.job import load_samples
+from benchmark.interface import Budget
 from benchmark.jobspec import PHASE, RESULT, JobSpec, job_budget, read_phase, reusable_entries
 from benchmark.launchers import Launcher, Running, Slot, make_launcher, still_running
-from benchmark.postprocessing import Pipeline
+from benchmark.preflight import check_device, check_name_lengths, check_plugins, preflight
 from benchmark.processes import Orphanage
-from benchmark.registry import ARCHITECTURES, POSTPROCESSING
+from benchmark.reference import reference_line
+from benchmark.registry import ARCHITECTURES
 from benchmark.results import RESULTS_ROOT, ResultsStore, job_id, utc_now
+from benchmark.run_options import RunOptions, kept_options
 from benchmark.suite import SUITES_DIR, ArchitectureSpec, Launch, Suite
 
 Echo = Callable[[str], None]
 POLL_SECONDS = 0.5  # how often the runner looks at its running jobs
-REFERENCE_ROOT = REPO / RESULTS_ROOT  # the committed results: the machine that made them is the reference
 
 
 def synthetic_cache() -> Path:
@@ -59,71 +56,6 @@ def resolve_data(suite: Suite, config: str | None, echo: Echo) -> dict:
     return {"config": str(folder / "copick.json"), "synthetic": True, "preset": preset, "seed": seed}
 
 
-def check_device(device: str, here: bool = True) -> None:
-    """Refuse an unknown device, or (`here`: the jobs run on this machine) one this machine does not have."""
-    if device.startswith("cuda") and here:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BenchError(f"device '{device}' requested but CUDA is not available here; use --device cpu")
-    elif device != "cpu" and not device.startswith("cuda"):
-        raise BenchError(f"unknown device '{device}'; use cpu or cuda")
-
-
-def check_plugins(specs: list[ArchitectureSpec]) -> None:
-    """Every architecture and post-processing step of the suite is registered and every config option known."""
-    for spec in specs:
-        factory = ARCHITECTURES.get(spec.name)
-        if isinstance(factory, type) and issubclass(factory, Architecture):
-            try:
-                factory.check_config(spec.config)
-            except BenchError as err:
-                raise BenchError(f"suite entry '{spec.label}': {err}") from None
-        for step in [*spec.postprocess, *(step for variant in spec.ablation for step in variant["steps"])]:
-            POSTPROCESSING.get(step["step"])
-
-
-def preflight(project: Project, suite: Suite) -> None:
-    """Before anything runs: every post-processing step takes its parameters, and every run of the suite has ground
-    truth and a tomogram whose every pyramid level reads clean (all chunks present, decodable and finite), checked
-    chunk by chunk so no volume is held whole."""
-    for spec in suite.architectures:
-        for what, steps in [
-            ("postprocess", spec.postprocess),
-            *((f"ablation variant '{v['name']}'", v["steps"]) for v in spec.ablation),
-        ]:
-            try:
-                Pipeline.build(steps, project.particles)
-            except BenchError as err:
-                raise BenchError(f"suite entry '{spec.label}', {what}: {err}") from None
-    runs = sorted({run for split in suite.folds.values() for run in split.runs()})
-    for run in tqdm(runs, desc="checking tomograms", unit="run", leave=False):
-        project.require_ground_truth(run, suite.data.user_id, suite.data.session_id)
-        (sample,) = load_samples(project, [run], suite.data)
-        for level in range(len(sample.tomogram.levels)):
-            sample.tomogram.check(level)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What a `bench run` was asked for besides its suite file, each None where not given. A new run records them
-    in its manifest (`options`) with the suite's defaults filled in; a resume keeps them and refuses a change."""
-
-    suite: str  # the --suite argument as typed (a name, or a path as given): the resume hint repeats it
-    data: str | None = None  # a copick config (resolved); None: the suite's synthetic preset
-    arch: str | None = None  # a wildcard pattern of the entries to run; None: every entry
-    device: str | None = None
-    seeds: list[int] | None = None
-    write_picks: bool | None = None
-
-    def recorded(self) -> dict:
-        """The options as the manifest keeps them."""
-        return {field: getattr(self, field) for field in KEPT}
-
-
-KEPT = ("data", "arch", "device", "seeds", "write_picks")  # the options a resume keeps
-
-
 def run_suite(
     suite: Suite,
     given: RunOptions,
@@ -148,7 +80,7 @@ def run_suite(
             store = ResultsStore.latest(suite.name, root) if resume == "latest" else ResultsStore.open(Path(resume))
             held.enter_context(store.lock())
             manifest = _resumable(store, suite)
-            options = _kept(store, manifest, given)
+            options = kept_options(store, manifest, given)
         else:
             config = None if given.data is None else str(Path(given.data).resolve())
             options = replace(
@@ -189,124 +121,6 @@ def run_suite(
         failures = _run_jobs(store, suite, data, jobs, options, launch, orphans, hint, echo)
         store.write_manifest({**store.manifest, "finished": utc_now()})
     return store, failures
-
-
-def reference_line(suite: Suite, here: dict, root: Path = REFERENCE_ROOT) -> str:
-    """What the newest committed run of this suite (finished, from a clean tree, every entry) tells a new run: how
-    long it took on the reference machine, and where this machine differs in what decides how sums round."""
-    runs = [ResultsStore(folder) for folder in sorted((root / suite.name).glob("*_*"), reverse=True)]
-    reference = next((store for store in runs if _is_reference(store)), None)
-    if reference is None:
-        return f"reference: no committed run of suite '{suite.name}'"
-    manifest = reference.manifest
-    if manifest["suite"]["sha256"] != suite.sha256:
-        return f"reference: {reference.folder} ran another version of this suite file, so its time is not this one's"
-    try:
-        took = datetime.fromisoformat(manifest["finished"]) - datetime.fromisoformat(manifest["created"])
-    except (TypeError, ValueError):
-        return f"reference: {reference.folder} does not record when it started and finished"
-    minutes, seconds = divmod(round(took.total_seconds()), 60)
-    there = manifest["environment"]
-    line = (
-        f"reference: this suite took {minutes} min {seconds} s on {there['device_name']} (torch CPU capability "
-        f"{there.get('cpu_capability') or 'not recorded'}; {reference.folder}); a slower or busier machine takes longer"
-    )
-    differs = [what for what, value in ROUNDING.items() if value(there) != value(here)]
-    if not differs:
-        return f"{line}, and scores the same"
-    return (
-        f"{line}; this machine differs in {', '.join(differs)}, so its learned rows may round differently and not "
-        "match the committed scores exactly"
-    )
-
-
-#: what decides how a run's sums round, as the manifest's environment records it
-ROUNDING = {
-    "device": lambda env: env.get("device"),
-    "torch CPU capability": lambda env: env.get("cpu_capability"),
-    "CPU flags": lambda env: env.get("cpu_flags"),
-    "threads": lambda env: env.get("num_threads"),
-    "torch version": lambda env: (env.get("libraries") or {}).get("torch"),
-}
-
-
-def _is_reference(store: ResultsStore) -> bool:
-    """Whether a results folder can be the reference: tracked by git (committed), finished, from a clean tree, every
-    entry run."""
-    path = store.folder / "manifest.json"
-    if not path.is_file() or not tracked(path):
-        return False
-    try:
-        manifest = store.manifest
-    except BenchError:
-        return False
-    clean = manifest["environment"]["git"]["dirty"] is False
-    return clean and bool(manifest.get("finished")) and (manifest.get("options") or {}).get("arch") is None
-
-
-def _kept(store: ResultsStore, manifest: dict, given: RunOptions) -> RunOptions:
-    """The options of the run a resume completes (a folder from before they were recorded: its device and seeds,
-    every entry, picks written); an option given again with another value is refused."""
-    data = manifest["data"]
-    recorded = manifest.get("options") or {
-        "data": None if data.get("synthetic") else data["config"],
-        "arch": None,
-        "device": manifest["device"],
-        "seeds": manifest["seeds"],
-        "write_picks": True,
-    }
-    wanted = {**given.recorded(), "data": None if given.data is None else str(Path(given.data).resolve())}
-    for field in KEPT:
-        value, kept = wanted[field], recorded[field]
-        if field == "seeds" and value is not None:  # the same seeds in another order are no change
-            value, kept = sorted(value), sorted(kept)
-        if value is not None and value != kept:
-            raise BenchError(
-                f"{store.folder} was run {_described(field, recorded[field])}, and a resume keeps every setting of "
-                f"its run; resume without {_described(field, wanted[field], flag_only=True)}, or start a new run"
-            )
-    return RunOptions(given.suite, **recorded)
-
-
-def _described(field: str, value: object, flag_only: bool = False) -> str:
-    """An option's value in the words of the command line."""
-    if field == "write_picks":
-        return "--no-write-picks" if not value else "--write-picks" if flag_only else "writing picks into the project"
-    flag = f"--{field.replace('_', '-')}"
-    if flag_only:
-        return flag
-    if value is None:
-        return {"data": "on the suite's synthetic data", "arch": "with every entry of the suite"}[field]
-    shown = ",".join(map(str, value)) if isinstance(value, list) else value
-    return f"with {flag} {shown}"
-
-
-def check_name_lengths(suite: Suite, specs: list[ArchitectureSpec], options: RunOptions, project: Project,
-                       root: Path) -> None:  # fmt: skip
-    """Refuse names (of runs, labels, ablation variants, particles) that would make a file or folder name longer than
-    its file system takes, before anything is written: the names a run derives from them, in bytes, against the
-    results root's file system and (for copick picks) the project's overlay's."""
-    stamp = "00000000T000000Z"  # a results folder's time stamp: a session's width
-    results, picks = name_limit(root), name_limit(project.overlay_folder() or root)
-    runs = {run for split in suite.folds.values() for run in split.runs()}
-    derived = [(f"{run}.csv", results, f"run name {run!r}", "rename the run in the copick project") for run in runs]
-    for spec in specs:
-        fix = "give the entry a shorter label"
-        derived += [(variant["name"], results, f"ablation variant {variant['name']!r}", "give it a shorter name")
-                    for variant in spec.ablation]  # fmt: skip
-        for seed, fold in itertools.product(options.seeds, suite.folds):
-            derived.append((job_id(spec.label, seed, fold), results, f"label {spec.label!r}", fix))
-            derived += [
-                (f"bench-{spec.label}_{stamp}-s{seed}-{fold}_{particle.name}.json", picks,
-                 f"label {spec.label!r} with particle {particle.name!r}", f"{fix}, or pass --no-write-picks")
-                for particle in project.particles if options.write_picks
-            ]  # fmt: skip
-    for name, limit, source, fix in derived:
-        if len(name.encode()) > limit:
-            raise BenchError(
-                f"{source} makes the file name {name[:40]}... ({len(name.encode())} bytes), longer than its file "
-                f"system takes ({limit}); {fix}"
-            )
 
 
 def _launcher(

@@ -14,8 +14,8 @@ import pytest
 from commands import assert_one_line_error, bench, bench_process
 
 from benchmark.data import Project
+from benchmark.reference import reference_line
 from benchmark.results import TABLES, ResultsStore
-from benchmark.runner import reference_line
 from benchmark.submission import read_submission
 from benchmark.suite import load_suite
 from metrics.fbeta import score_picks
