@@ -24,15 +24,11 @@ from copick.util.ome import get_voxel_size_from_zarr
 
 from benchmark.conventions import CZII_VOXEL_SIZE, DEFAULT_TOMO_TYPE, GROUND_TRUTH, VOXEL_TOLERANCE
 from benchmark.coords import XYZ, inside_volume
-from benchmark.errors import BenchError
-from benchmark.particles import ParticleTable
+from benchmark.errors import BenchError, BenchWarning
+from benchmark.particles import Metric, ParticleTable
 
 PORTAL_URL = "https://graphql.cryoetdataportal.czscience.com/graphql"
 PORTAL_TIMEOUT = 5.0  # seconds to wait for the portal to answer before saying it cannot be reached
-
-
-class BenchWarning(UserWarning):
-    """Something in the input is suspicious but usable; the CLI prints it as one line."""
 
 
 @dataclass
@@ -185,12 +181,15 @@ def _copick_root(text: str, data: object):
 
 
 class Project:
-    """A copick project opened for benchmarking: its particles, runs, tomograms and picks."""
+    """A copick project opened for benchmarking: its particles (with a suite's metric settings), runs, tomograms and
+    picks."""
 
-    def __init__(self, config: str | Path):
+    def __init__(self, config: str | Path, metric: Metric | None = None):
         self.config = Path(config)
         self.root = _open_root(self.config)
         self.particles = ParticleTable.from_copick(self.root)
+        if metric is not None:
+            self.particles = self.particles.with_metric(metric)
 
     def overlay_folder(self) -> Path | None:
         """The local folder of the project's overlay root, where picks are written (None when it is not local)."""

@@ -16,6 +16,10 @@ class Interrupted(BenchError):
     """Ctrl-C or SIGTERM stopped a run; finished work is kept and the message says how to resume."""
 
 
+class BenchWarning(UserWarning):
+    """Something in the input is suspicious but usable; the CLI prints it as one line."""
+
+
 def one_line_warnings() -> None:
     """Show every warning as a single 'warning:' line on stderr (not Python's two-line format)."""
 

@@ -44,10 +44,14 @@ def check_plugins(specs: list[ArchitectureSpec]) -> None:
             POSTPROCESSING.get(step["step"])
 
 
+UNWEIGHTED_FIX = "set metric.weights (and metric.hard) in the suite file, or metric in the copick object's metadata"
+
+
 def preflight(project: Project, suite: Suite) -> None:
-    """Before anything runs: every post-processing step takes its parameters, and every run of the suite has ground
-    truth and a tomogram whose every pyramid level reads clean (all chunks present, decodable and finite), checked
-    chunk by chunk so no volume is held whole."""
+    """Before anything runs: a warning names the particle types without a metric weight, every post-processing step
+    takes its parameters, and every run of the suite has ground truth and a tomogram whose every pyramid level reads
+    clean (all chunks present, decodable and finite), checked chunk by chunk so no volume is held whole."""
+    project.particles.warn_unweighted(UNWEIGHTED_FIX)
     for spec in suite.architectures:
         for what, steps in [
             ("postprocess", spec.postprocess),

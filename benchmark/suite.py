@@ -15,6 +15,7 @@ from benchmark.conventions import CZII_VOXEL_SIZE, DEFAULT_TOMO_TYPE, GROUND_TRU
 from benchmark.errors import BenchError
 from benchmark.files import SAFE_NAME, file_name_problem
 from benchmark.interface import Budget
+from benchmark.particles import Metric
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 EXAMPLE = "suites/smoke.yaml"
@@ -135,6 +136,7 @@ class Suite:
     repeats: int | None = None  # timed predictions per tomogram; None: 1 on CPU, 3 on GPU
     compute: Compute = Compute()
     launch: Launch = Launch()
+    metric: Metric = field(default_factory=Metric)  # weights and hard types, checked against the project
 
     @property
     def sha256(self) -> str:
@@ -237,6 +239,7 @@ def _parse(raw: Any, path: Path) -> Suite:
     budget = reader.section("budget")
     compute = reader.section("compute") if "compute" in reader.raw else _Fields({}, path, "compute.")
     launcher = reader.section("launcher") if "launcher" in reader.raw else _Fields({}, path, "launcher.")
+    metric = reader.section("metric") if "metric" in reader.raw else _Fields({}, path, "metric.")
     split = _split(reader.section("split"))
     suite = Suite(
         name=reader.name("name"),
@@ -269,8 +272,9 @@ def _parse(raw: Any, path: Path) -> Suite:
             cudnn_benchmark=compute.get("cudnn_benchmark", bool, Compute.cudnn_benchmark),
         ),
         launch=_launch(launcher),
+        metric=_metric(metric),
     )
-    for section in (reader, data, budget, compute, launcher):
+    for section in (reader, data, budget, compute, launcher, metric):
         section.refuse_unknown()
     for fold, fold_split in suite.folds.items():
         fold_split.check(f"suite file {path}, " + ("split" if fold == SPLIT_FOLD else f"fold '{fold}'"))
@@ -309,6 +313,15 @@ def _launch(reader: _Fields) -> Launch:
         sbatch=sbatch,
         setup=setup,
     )
+
+
+def _metric(reader: _Fields) -> Metric:
+    """The `metric:` section: `weights` (particle name: weight >= 0) and `hard` (the names of the hard types)."""
+    weights = reader.get("weights", dict, {})
+    hard = reader.get("hard", list, None)
+    if not all(isinstance(name, str) for name in [*weights, *(hard or [])]):
+        raise BenchError(f"suite file {reader.path}: 'metric' names particle types by their copick names (strings)")
+    return Metric(weights=weights, hard=hard, source=f"suite file {reader.path}: 'metric'")
 
 
 #: sbatch options the launcher sets itself, from its own settings or the budget

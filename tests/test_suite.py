@@ -9,7 +9,8 @@ import pytest
 
 from benchmark.errors import BenchError
 from benchmark.registry import ARCHITECTURES
-from benchmark.suite import list_suites, load_suite
+from benchmark.runner import _entry
+from benchmark.suite import ArchitectureSpec, list_suites, load_suite
 
 SMOKE = Path("suites/smoke.yaml").read_text()
 
@@ -117,6 +118,29 @@ def test_committed_suites_give_every_learned_architecture_its_own_epoch_bound(na
 
 def test_the_full_suite_runs_three_seeds():
     assert load_suite("full").seeds == [0, 1, 2]
+
+
+def test_the_study_suite_is_full_with_the_hours_to_reach_every_epoch_bound():
+    full, study = load_suite("full"), load_suite("study")
+    assert study.architectures == full.architectures
+    assert (study.data, study.split, study.seeds, study.compute) == (full.data, full.split, full.seeds, full.compute)
+    assert full.budget.minutes == 5 and study.budget.minutes >= 3.4 * 60  # the study's longest training: 3.4 h
+    assert "5 minutes" in full.description and "study" in full.description
+
+
+def test_the_manifest_entries_list_each_entrys_differences_from_its_plugins_defaults():
+    entries = {spec.label: _entry(spec) for spec in load_suite("full").architectures}
+    deepfindet = entries["deepfindet"]["differences"]
+    assert "filters" not in deepfindet and "patch_size" not in deepfindet  # the study's values are the defaults
+    assert deepfindet["sw_batch_size"] == {"default": 1, "value": 16}
+    assert deepfindet["tile_size"] == {"default": [184, 234, 180], "value": [184, 630, 630]}
+    ensemble = entries["yolo-unet3d-ensemble"]
+    assert ensemble["architecture"] == "ensemble" and set(ensemble["differences"]) == {"members", "weights"}
+    assert ensemble["differences"]["members"]["default"] == []
+    assert [m["name"] for m in ensemble["differences"]["members"]["value"]] == ["yolov8", "unet3d"]
+    assert entries["matched-filter"]["differences"] == {}
+    unknown = ArchitectureSpec(name="not-installed", config={"depth": (3, 4)})
+    assert _entry(unknown)["differences"] == {"depth": {"default": None, "value": [3, 4]}}
 
 
 def test_the_demo_runs_candidates_of_its_selection_suites_under_the_same_budget():

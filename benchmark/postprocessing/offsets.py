@@ -22,25 +22,24 @@ from benchmark.postprocessing import Step, StepData
 from benchmark.postprocessing.nms import nms
 from benchmark.registry import register_postprocess
 
-HARD_TYPES = ("thyroglobulin", "beta-galactosidase")
 AXES = {"x": 0, "y": 1, "z": 2}  # columns of XYZ
 PARENTS = ("kept", "all")
 
 
 @register_postprocess("hard-particle-offsets")
 class HardParticleOffsets(Step):
-    """Add `count` candidates around each parent of `types`: along `directions` in order, + then -, at `distance` x
-    radius, scored `score_factor` x the parent's score (lower for negative scores). Parents are the candidates the
-    thresholds tuned on the val candidates would keep (`kept`, as the study offset its final picks; a type val
-    cannot tune keeps every candidate, as the final thresholds do) or every candidate (`all`). An offset outside the
-    volume, or within `clearance` x radius of another candidate of its type (not its parent) or another offset that
-    scores at least as well, is not added (keep `clearance` below `distance`, or a parent's own offsets cover one
-    another)."""
+    """Add `count` candidates around each parent of `types` (default: the particle table's hard types; none: the step
+    adds nothing): along `directions` in order, + then -, at `distance` x radius, scored `score_factor` x the parent's
+    score (lower for negative scores). Parents are the candidates the thresholds tuned on the val candidates would
+    keep (`kept`, as the study offset its final picks; a type val cannot tune keeps every candidate, as the final
+    thresholds do) or every candidate (`all`). An offset outside the volume, or within `clearance` x radius of another
+    candidate of its type (not its parent) or another offset that scores at least as well, is not added (keep
+    `clearance` below `distance`, or a parent's own offsets cover one another)."""
 
     def __init__(
         self,
         particles: ParticleTable,
-        types: Sequence[str] = HARD_TYPES,
+        types: Sequence[str] | None = None,
         directions: Sequence[str] = ("z", "y", "x"),
         distance: float = 0.8,
         count: int = 2,
@@ -55,6 +54,7 @@ class HardParticleOffsets(Step):
                 f"is kept or all, not directions={list(directions)}, count={count}, parents={parents!r}; fix the "
                 "suite file"
             )
+        types = particles.hard if types is None else types
         particles.check_names(types, "hard-particle-offsets 'types'")
         self.types, self.distance, self.score_factor = list(types), distance, score_factor
         self.clearance, self.parents = clearance, parents
