@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.coords import XYZ
 from benchmark.data import Project
 from benchmark.files import inside, write_csv
 from benchmark.interface import Architecture, Sample, check_predictions
 from benchmark.postprocessing import Pipeline, StepData
 from benchmark.submission import write_submission
 from benchmark.suite import ArchitectureSpec
-from metrics.fbeta import score_picks
+from metrics.fbeta import matched_references, reach, score_picks
 from metrics.thresholds import apply_thresholds, tune_thresholds
 
 
@@ -77,14 +78,58 @@ def post_process(
     return Processed(processed, fit_seconds, seconds, [step.fitted() for step in pipeline.steps])
 
 
+@dataclass
+class Evaluated:
+    """Thresholds tuned on val (with the oracle's on the evaluated split beside them), the thresholded picks of every
+    split, their score rows, and per tomogram and type their counts and which references they found."""
+
+    thresholds: pd.DataFrame
+    picks: dict[str, pd.DataFrame]
+    scores: list[dict]
+    counts: list[dict]
+    matches: list[dict]
+
+    def rows(self) -> dict[str, list[dict]]:
+        """The rows of the tables a job (or an ablation variant) stores."""
+        return {"scores": self.scores, "thresholds": self.thresholds.to_dict("records"), "counts": self.counts,
+                "matches": self.matches}  # fmt: skip
+
+
 def evaluate(
-    candidates: dict[str, pd.DataFrame], samples: dict[str, list[Sample]], project: Project
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], list[dict]]:
-    """Thresholds tuned on val, the thresholded picks of every split, and their score rows."""
+    candidates: dict[str, pd.DataFrame], samples: dict[str, list[Sample]], project: Project, evaluated: str
+) -> Evaluated:
+    """Tune thresholds on val, apply them to every split and score it; the oracle thresholds (the best on the
+    evaluated split, for the report's price of tuning on val: never used for a choice) are stored beside them."""
     thresholds = tune_thresholds(truth_of(samples["val"]), candidates["val"], project.particles)
+    oracle = tune_thresholds(truth_of(samples[evaluated]), candidates[evaluated], project.particles)
     picks = {name: apply_thresholds(found, thresholds) for name, found in candidates.items()}
     scores = [row for name in picks for row in score_rows(name, picks[name], samples[name], project)]
-    return thresholds, picks, scores
+    counts, matches = [], []
+    for name, kept in picks.items():
+        for sample in samples[name]:
+            found, flags = tomogram_evidence(kept[kept["experiment"] == sample.run], sample, project)
+            counts += [{"split": name, **row} for row in found]
+            matches += [{"split": name, **row} for row in flags]
+    thresholds = thresholds.rename(columns={"f4": "val_f4"}).assign(
+        oracle_threshold=oracle["threshold"], oracle_f4=oracle["f4"]
+    )
+    return Evaluated(thresholds, picks, scores, counts, matches)
+
+
+def tomogram_evidence(kept: pd.DataFrame, sample: Sample, project: Project) -> tuple[list[dict], list[dict]]:
+    """One tomogram's rows per particle type (references, kept candidates, TP, FP, FN) and one row per reference
+    (its index among the run's references of its type, in ground-truth order, and whether a kept pick found it)."""
+    counts, matches = [], []
+    for particle in project.particles:
+        references = sample.picks.loc[sample.picks["particle_type"] == particle.name, XYZ].to_numpy(float)
+        candidates = kept.loc[kept["particle_type"] == particle.name, XYZ].to_numpy(float)
+        found = matched_references(references, candidates, reach(project.particles, particle.name))
+        tp = int(found.sum())
+        key = {"run": sample.run, "particle_type": particle.name}
+        counts.append({**key, "references": len(references), "candidates": len(candidates), "tp": tp,
+                       "fp": len(candidates) - tp, "fn": len(found) - tp})  # fmt: skip
+        matches += [{**key, "reference": i, "matched": int(hit)} for i, hit in enumerate(found)]
+    return counts, matches
 
 
 def variant_rows(
@@ -96,15 +141,15 @@ def variant_rows(
     project: Project,
     evaluated: str,
 ) -> dict:
-    """One ablation variant's rows: scores and thresholds under the label `<label>+<name>`, its ablation row (steps,
-    what they fitted, their extra seconds, and the evaluated split's candidates before and after), and its picks."""
-    thresholds, picks, scores = evaluate(processed.candidates, samples, project)
+    """One ablation variant's rows: scores, thresholds, counts and matches under the label `<label>+<name>`, its
+    ablation row (steps, what they fitted, their extra seconds, and the evaluated split's candidates before and
+    after), and its picks."""
+    result = evaluate(processed.candidates, samples, project, evaluated)
     runs = [sample.run for sample in samples[evaluated]]
     return {
         "label": f"{spec.label}+{variant['name']}",
-        "scores": scores,
-        "thresholds": thresholds.rename(columns={"f4": "val_f4"}).to_dict("records"),
-        "picks": picks,
+        **result.rows(),
+        "picks": result.picks,
         "ablation": {
             "base": spec.label,
             "variant": variant["name"],

@@ -81,7 +81,7 @@ def run_job(job: JobSpec) -> dict:
     mark_phase(folder, "setup")
     suite = load_suite(job.suite)
     spec = ArchitectureSpec(**job.architecture)
-    project = Project(job.config)
+    project = Project(job.config, suite.metric)  # the suite's metric weights and hard types
     factory = ARCHITECTURES.load(spec.name, job.module)
     split, budget = suite.folds[job.fold], job_budget(suite, spec, factory, len(job.reuse))
     seed_everything(job.seed, suite.compute)
@@ -109,20 +109,20 @@ def run_job(job: JobSpec) -> dict:
     variants = {v["name"]: post_process(v["steps"], base.candidates, samples, project) for v in spec.ablation}
     postprocess_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    thresholds, picks, scores = evaluate(base.candidates, samples, project)
+    evaluated = evaluate(base.candidates, samples, project, suite.evaluate)
     ablation = [
         variant_rows(spec, variant, variants[variant["name"]], base, samples, project, suite.evaluate)
         for variant in spec.ablation
     ]
     score_seconds = time.perf_counter() - started
     out = Path(job.predictions)
-    write_predictions(base.candidates, picks, samples, project, out, spec.label, job.session_id)
+    write_predictions(base.candidates, evaluated.picks, samples, project, out, spec.label, job.session_id)
     for variant, row in zip(spec.ablation, ablation, strict=True):
         found = variants[variant["name"]].candidates
         write_predictions(found, row.pop("picks"), samples, project, out / "ablation" / variant["name"], "", None)
     return {
         "status": "ok",
-        "scores": scores,
+        **evaluated.rows(),
         "resources": {
             "device": job.device,
             "compute_precision": model.precision,  # what it ran in: the suite's, or its own where it says so
@@ -138,7 +138,6 @@ def run_job(job: JobSpec) -> dict:
             "postprocess_seconds": postprocess_seconds,
             "score_seconds": score_seconds,
         },
-        "thresholds": thresholds.rename(columns={"f4": "val_f4"}).to_dict("records"),
         "variants": ablation,
         "postprocess_fitted": json.loads(json.dumps(base.fitted, default=plain)),
         "latency": latency.to_dict("records"),

@@ -32,7 +32,12 @@ TABLES = {
         "infer_seconds_per_slice_iqr", "job_seconds", "predict_seconds", "postprocess_seconds", "score_seconds",
         "overhead_seconds",
     ],
-    "thresholds": [*JOB, "particle_type", "threshold", "val_f4", "references"],
+    # per type: the val-tuned threshold and its val F4, and the oracle's on the evaluated split (never used to choose)
+    "thresholds": [*JOB, "particle_type", "threshold", "val_f4", "references", "oracle_threshold", "oracle_f4"],
+    # per split, tomogram and type at the frozen thresholds: the evidence every interval and comparison is drawn from
+    "counts": [*JOB, "split", "run", "particle_type", "references", "candidates", "tp", "fp", "fn"],
+    # per reference (its index among its run's references of its type): whether a kept pick found it
+    "matches": [*JOB, "split", "run", "particle_type", "reference", "matched"],
     # one row per ablation variant; "architecture" holds `<label>+<variant>`, "base" the entry's label
     "ablation": [*JOB, "base", "variant", "steps", "fitted", "fit_seconds", "postprocess_seconds",
                  "candidates_before", "candidates_after"],
@@ -45,7 +50,8 @@ TEXT = [
     "members", "memory_kind", "nvml_status", "timed_split", "run", "base", "variant", "steps", "fitted",
 ]  # fmt: skip
 RESTORE = "restore it (e.g. git checkout) or start a new run"
-EVERY_JOB = ("scores", "resources", "thresholds", "latency")  # the tables every successful job adds rows to
+EVERY_JOB = ("scores", "resources", "thresholds", "latency", "counts", "matches")  # what every successful job adds to
+VARIANT_TABLES = ("scores", "thresholds", "counts", "matches")  # what each ablation variant adds to, beside its row
 #: columns added after results were first committed: a stored table without them reads them as empty
 ADDED = {
     "resources": [
@@ -55,7 +61,8 @@ ADDED = {
         "compute_precision",
         "data_wait_share",
         "parallel_jobs",
-    ]
+    ],
+    "thresholds": ["oracle_threshold", "oracle_f4"],
 }
 
 
@@ -81,8 +88,8 @@ def job_id(label: str, seed: int, fold: str) -> str:
 
 
 class ResultsStore:
-    """One results folder: manifest.json, scores.csv, resources.csv, thresholds.csv, ablation.csv, latency.csv,
-    predictions/, jobs/."""
+    """One results folder: manifest.json, the tidy tables (scores, resources, thresholds, counts, matches, ablation,
+    latency: one CSV each), predictions/, jobs/."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)

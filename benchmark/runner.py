@@ -20,11 +20,12 @@ from benchmark.errors import BenchError, Interrupted
 from benchmark.interface import Budget
 from benchmark.jobspec import PHASE, RESULT, JobSpec, job_budget, read_phase, reusable_entries
 from benchmark.launchers import Launcher, Running, Slot, make_launcher, still_running
+from benchmark.particles import ParticleTable
 from benchmark.preflight import check_device, check_name_lengths, check_plugins, preflight
 from benchmark.processes import Orphanage
 from benchmark.reference import reference_line
 from benchmark.registry import ARCHITECTURES
-from benchmark.results import RESULTS_ROOT, ResultsStore, job_id, utc_now
+from benchmark.results import EVERY_JOB, RESULTS_ROOT, VARIANT_TABLES, ResultsStore, job_id, utc_now
 from benchmark.run_options import RunOptions, kept_options
 from benchmark.suite import SUITES_DIR, ArchitectureSpec, Launch, Suite
 
@@ -97,11 +98,11 @@ def run_suite(
             check_device(options.device, here=launcher != "slurm")
         launch = make_launcher(launcher, jobs, options.device, settings)
         data = manifest["data"] if manifest else resolve_data(suite, options.data, echo)
-        project = Project(data["config"])
+        project = Project(data["config"], suite.metric)
         check_name_lengths(suite, specs, options, project, root)
         preflight(project, suite)
         if manifest is None:
-            manifest = _new_manifest(suite, data, options, command)
+            manifest = _new_manifest(suite, data, options, command, project.particles)
             echo(reference_line(suite, manifest["environment"]))
             store = ResultsStore.create(suite.name, manifest["environment"]["git"]["short"], root)
             held.enter_context(store.lock())
@@ -251,8 +252,9 @@ def _reusable_models(store: ResultsStore, suite: Suite, spec: ArchitectureSpec, 
     return list(reuse.values())
 
 
-def _new_manifest(suite: Suite, data: dict, options: RunOptions, command: str) -> dict:
-    """The manifest of a new results folder."""
+def _new_manifest(suite: Suite, data: dict, options: RunOptions, command: str, particles: ParticleTable) -> dict:
+    """The manifest of a new results folder, with the particle types as scored (label order) and what each entry
+    changed from its plug-in's defaults."""
     device = options.device
     return {
         "suite": {
@@ -272,6 +274,8 @@ def _new_manifest(suite: Suite, data: dict, options: RunOptions, command: str) -
         "evaluate": suite.evaluate,
         "budget": asdict(suite.budget),
         "epoch_bounds": {spec.label: suite.budget_for(spec).epochs for spec in suite.architectures},
+        "entries": {spec.label: _entry(spec) for spec in suite.architectures},
+        "particles": [{"name": p.name, "radius": p.radius, "weight": p.weight, "hard": p.hard} for p in particles],
         "repeats": suite.repeats or (3 if device.startswith("cuda") else 1),
         "seeds": options.seeds,
         "device": device,
@@ -282,6 +286,24 @@ def _new_manifest(suite: Suite, data: dict, options: RunOptions, command: str) -
         "created": utc_now(),
         "jobs": {},
     }
+
+
+def _entry(spec: ArchitectureSpec) -> dict:
+    """A suite entry's plug-in and its config options that differ from the plug-in's `defaults` (default None where
+    it has none, as for a plug-in that is not installed), as JSON."""
+    ARCHITECTURES.discover()
+    defaults = getattr(ARCHITECTURES.factories.get(spec.name), "defaults", {})
+    differences = {
+        option: {"default": _as_json(defaults.get(option)), "value": _as_json(value)}
+        for option, value in spec.config.items()
+        if option not in defaults or _as_json(value) != _as_json(defaults[option])
+    }
+    return {"architecture": spec.name, "differences": differences}
+
+
+def _as_json(value: object) -> object:
+    """A value as JSON reads it back: tuples as lists, anything JSON cannot hold as its text."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _resumable(store: ResultsStore, suite: Suite) -> dict:
@@ -418,12 +440,12 @@ def _store(store: ResultsStore, job: JobSpec, result: dict) -> None:
     if result["status"] == "ok":
         key = {"architecture": job.architecture["label"], "seed": job.seed, "fold": job.fold}
         try:
-            for table in ("scores", "resources", "thresholds", "latency"):
+            for table in EVERY_JOB:
                 rows = result[table] if isinstance(result[table], list) else [result[table]]
                 store.replace_rows(table, key, rows)
             for variant in result.get("variants", []):
                 variant_key = {**key, "architecture": variant["label"]}
-                for table in ("scores", "thresholds"):
+                for table in VARIANT_TABLES:
                     store.replace_rows(table, variant_key, variant[table])
                 store.replace_rows("ablation", variant_key, [variant["ablation"]])
         except BenchError as err:

@@ -58,15 +58,21 @@ class MetricResult:
         }
 
 
-def count_matches(references: np.ndarray, candidates: np.ndarray, radius: float) -> tuple[int, int, int]:
-    """(TP, FP, FN) of one tomogram and type: TP = distinct references with a candidate within `radius`."""
+def matched_references(references: np.ndarray, candidates: np.ndarray, radius: float) -> np.ndarray:
+    """Per reference of one tomogram and type, whether a candidate lies within `radius` (the competition's TP)."""
     references = np.asarray(references, dtype=float).reshape(-1, 3)
     candidates = np.asarray(candidates, dtype=float).reshape(-1, 3)
     if len(references) == 0 or len(candidates) == 0:
-        return 0, len(candidates), len(references)
-    reach = cKDTree(candidates).query_ball_point(references, r=radius, return_length=True)
-    tp = int(np.count_nonzero(reach))
-    return tp, len(candidates) - tp, len(references) - tp
+        return np.zeros(len(references), dtype=bool)
+    return cKDTree(candidates).query_ball_point(references, r=radius, return_length=True) > 0
+
+
+def count_matches(references: np.ndarray, candidates: np.ndarray, radius: float) -> tuple[int, int, int]:
+    """(TP, FP, FN) of one tomogram and type: TP = distinct references with a candidate within `radius`."""
+    candidates = np.asarray(candidates, dtype=float).reshape(-1, 3)
+    matched = matched_references(references, candidates, radius)
+    tp = int(matched.sum())
+    return tp, len(candidates) - tp, len(matched) - tp
 
 
 def f_beta(precision: ArrayLike, recall: ArrayLike, beta: float) -> np.ndarray:

@@ -144,7 +144,9 @@ def test_thresholds_and_val_scores_do_not_move_when_the_test_truth_does(smoke_co
     spec = next(s for s in SMOKE.architectures if s.name == "matched-filter")
     original = run_job(job_spec(tmp_path / "original", smoke_config, spec))
     moved = run_job(job_spec(tmp_path / "moved", moved_test_truth, spec))
-    assert moved["thresholds"] == original["thresholds"]
+    tuned = [[{k: v for k, v in row.items() if not k.startswith("oracle")} for row in result["thresholds"]]
+             for result in (original, moved)]  # fmt: skip
+    assert tuned[0] == tuned[1]  # the oracle's columns are tuned on test, reported only: they may move
     val = [[row for row in result["scores"] if row["split"] == "val"] for result in (original, moved)]
     assert val[0] == val[1]
     test = [[row for row in result["scores"] if row["split"] == "test"] for result in (original, moved)]

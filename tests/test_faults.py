@@ -36,7 +36,7 @@ from benchmark.endings import UNWRITTEN, process_failure
 from benchmark.errors import BenchError
 from benchmark.jobspec import JobSpec
 from benchmark.registry import Registry
-from benchmark.results import ResultsStore
+from benchmark.results import EVERY_JOB, ResultsStore
 
 
 def smoke_copy(smoke_config: Path, tmp_path: Path) -> Path:
@@ -664,7 +664,7 @@ def test_a_result_finished_before_the_runner_died_is_kept_on_resume(finished, tm
     before = result_file.stat().st_mtime_ns
     # the runner died before storing
     store.update_job("matched-filter-seed1-ts", status="running", launcher="process", launcher_job_id=str(2**22 + 1))
-    for table in ("scores", "resources", "thresholds", "latency"):
+    for table in EVERY_JOB:
         rows = store.table(table)
         rows[rows["seed"] == 0].to_csv(store.folder / f"{table}.csv", index=False)
     result = bench("run", "--suite", suite_file(tmp_path, MATCHED_FILTER_ONLY), "--resume", store.folder)
@@ -672,7 +672,8 @@ def test_a_result_finished_before_the_runner_died_is_kept_on_resume(finished, tm
     assert "recovered: matched-filter-seed1-ts" in result.output
     assert result_file.stat().st_mtime_ns == before  # not run again
     assert sorted(store.table("scores")["seed"].unique()) == [0, 1]
-    pd.testing.assert_frame_equal(store.table("thresholds"), finished.table("thresholds"))
+    for table in ("thresholds", "counts"):
+        pd.testing.assert_frame_equal(store.table(table), finished.table(table))
 
 
 ESCAPES = SMOKE_TEXT.split("architectures:")[0] + (

@@ -15,7 +15,7 @@ from commands import assert_one_line_error, bench, bench_process
 
 from benchmark.data import Project
 from benchmark.reference import reference_line
-from benchmark.results import TABLES, ResultsStore
+from benchmark.results import EVERY_JOB, JOB, TABLES, ResultsStore
 from benchmark.submission import read_submission
 from benchmark.suite import load_suite
 from metrics.fbeta import score_picks
@@ -83,29 +83,57 @@ def test_report_renders_its_tables_and_plots_with_intervals_over_seeds(smoke_run
     assert result.exit_code == 0, result.output
     readme = (tmp_path / "README.md").read_text()
     for heading in ("Per-particle results (test runs)", "Comparative summary (test runs)", "Validation scores",
+                    "What each row ran", "Per-tomogram scores (test runs)", "Threshold transfer",
                     "Training under the budget", "Memory (GB)", "Inference latency", "Harness overhead"):  # fmt: skip
         assert f"## {heading}" in readme
-    assert "mean ± std and 95% t-intervals over 2 runs" in readme
+    assert "hierarchical bootstrap" in readme and "a paired difference must exceed about" in readme
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(summary.columns) == ["architecture", "mean", "low", "high", "group", "runs"]
     scores = smoke_run.table("scores").query("split == 'test' and particle_type == 'weighted'")
-    mine = scores[scores["architecture"] == "matched-filter"]["f4"]
-    summary = next(line for line in readme.splitlines() if line.startswith("| matched-filter | ") and "**" in line)
-    assert f"**{mine.mean():.3f} ± {mine.std():.3f}**" in summary and summary.count("[") == 1
+    mine = summary.set_index("architecture").loc["matched-filter"]
+    assert mine["mean"] == pytest.approx(scores[scores["architecture"] == "matched-filter"]["f4"].mean())
+    assert 0 <= mine["low"] <= mine["high"] <= 1 and mine["runs"] == 2
+    line = next(line for line in readme.splitlines() if line.startswith(f"| {mine['group']} | matched-filter | "))
+    assert f"[{mine['low']:.3f}, {mine['high']:.3f}]" in line
     assert "| matched-filter - deepfindet | " in readme or "| deepfindet - matched-filter | " in readme
-    assert "single run" not in readme
+    assert "| TS_5_4 | " in readme.split("## Per-tomogram scores")[1]
+    assert "| deepfindet | `deepfindet` | `filters` [8, 12, 16] (default [48, 64, 80]);" in readme
     assert "Per slice = model seconds / z-slices" in readme and "CPU" in readme
-    for plot in ("f4_per_particle.png", "f4_vs_latency.png", "f4_vs_memory.png", "latency_breakdown.png"):
+    for plot in ("verdict.png", "f4_per_particle.png", "f4_vs_latency.png", "f4_vs_memory.png",
+                 "latency_breakdown.png"):  # fmt: skip
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_report_of_one_seed_says_single_run(smoke_run, tmp_path):
+def test_report_of_one_seed_still_has_intervals_from_the_test_set(smoke_run, tmp_path):
     folder = shutil.copytree(smoke_run.folder, tmp_path / "one")
-    for table in ("scores", "resources", "ablation"):
+    for table in ("scores", "resources", "ablation", "thresholds", "counts", "matches"):
         frame = pd.read_csv(folder / f"{table}.csv")
         frame[frame["seed"] == 0].to_csv(folder / f"{table}.csv", index=False)
     result = bench("report", "--results", folder, "--out", tmp_path / "report")
     assert result.exit_code == 0, result.output
     readme = (tmp_path / "report" / "README.md").read_text()
-    assert "single run: no spread or interval" in readme and "±" not in readme.split("## Training")[0]
+    assert "a single training run: its interval covers test-set sampling only" in readme
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("architecture")
+    assert (summary["runs"] == 1).all()
+    assert summary.loc["matched-filter", "low"] < summary.loc["matched-filter", "high"]  # the test set's spread
+
+
+def test_every_job_stores_per_tomogram_counts_that_add_up_to_its_scores(smoke_run):
+    scores, counts, matches = (smoke_run.table(name) for name in ("scores", "counts", "matches"))
+    per_type = scores[scores["particle_type"] != "weighted"].set_index([*JOB, "split", "particle_type"])
+    summed = counts.groupby([*JOB, "split", "particle_type"])[["tp", "fp", "fn"]].sum()
+    assert len(summed) == len(per_type) and set(counts["run"]) == {"TS_86_3", "TS_5_4", "TS_69_2"}
+    pd.testing.assert_frame_equal(summed, per_type.loc[summed.index, ["tp", "fp", "fn"]], check_dtype=False)
+    found = matches.groupby([*JOB, "split", "run", "particle_type"])["matched"].agg(["sum", "size"])
+    keyed = counts.set_index([*JOB, "split", "run", "particle_type"])
+    assert (found["sum"] == keyed.loc[found.index, "tp"]).all()
+    assert (found["size"] == keyed.loc[found.index, "references"]).all()
+    assert (counts["candidates"] == counts["tp"] + counts["fp"]).all()
+    thresholds = smoke_run.table("thresholds")
+    assert thresholds["oracle_f4"].notna().all()
+    test = per_type.xs("test", level="split")["f4"]
+    oracle = thresholds.set_index([*JOB, "particle_type"])["oracle_f4"]
+    assert (oracle.loc[test.index] >= test - 1e-12).all()  # the best thresholds on test are at least as good there
 
 
 def test_report_without_options_regenerates_every_suite_with_results(smoke_run, tmp_path, monkeypatch):
@@ -169,7 +197,7 @@ def test_report_refuses_a_folder_without_successful_jobs(smoke_run, tmp_path):
     for key in store.manifest["jobs"]:
         store.update_job(key, status="failed", error="simulated")
     folder = store.folder
-    for table in ("scores", "resources", "thresholds", "latency"):
+    for table in EVERY_JOB:
         (folder / f"{table}.csv").unlink()
     result = bench("report", "--results", folder, "--out", tmp_path / "report")
     assert_one_line_error(result, "no successful job in", "nothing to report")
@@ -249,7 +277,7 @@ def test_report_refreshes_the_readme_block_between_markers(smoke_run, tmp_path):
     result = bench("report", "--results", smoke_run.folder, "--out", tmp_path / "r", "--readme", readme)
     assert result.exit_code == 0, result.output
     text = readme.read_text()
-    assert text.startswith("intro\n<!-- bench-report:smoke:start -->\n| Architecture | Recall |")
+    assert text.startswith("intro\n<!-- bench-report:smoke:start -->\n| Group | Architecture | Recall |")
     assert "old table" not in text and text.endswith("<!-- bench-report:smoke:end -->\noutro\n")
     readme.write_text("no markers\n")
     result = bench("report", "--results", smoke_run.folder, "--out", tmp_path / "r", "--readme", readme)

@@ -1,50 +1,23 @@
-"""`bench report`: markdown tables and PNG plots regenerated from a results folder, never edited by hand."""
+"""The report of one results folder: its verdict tables and the cost tables, assembled into markdown; every number
+comes from the folder's stored tables (`verdict` and `costs` compute, this module arranges)."""
 
 from __future__ import annotations
 
-import json
-from itertools import combinations
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from benchmark.errors import BenchError
-from benchmark.files import write_figure, write_text
-from benchmark.particles import COMPETITION_WEIGHTS
-from benchmark.results import RESULTS_ROOT, ResultsStore
-from metrics.spread import CONFIDENCE, Spread, paired_difference
+from benchmark.report import costs, plots
+from benchmark.report.conditions import conditions, device
+from benchmark.report.markdown import interval, mean_std, steps, table
+from benchmark.report.verdict import UNIT, Verdict, metric_weights, threshold_transfer, tomogram_scores
+from benchmark.results import ResultsStore
+from metrics.bootstrap import CONFIDENCE, REPLICATES
+from metrics.comparison import ALPHA, Difference
 
 METRICS = ["precision", "recall", "f1", "f4"]
-UNIT = ["seed", "fold"]  # one run of an architecture: the spread is over these
-PARTS = {"read": "infer_read_seconds", "model": "infer_model_seconds", "post-processing": "infer_postprocess_seconds"}
-OVERHEAD_TARGET = 0.05  # the harness's share of a job it aims to stay under
-LABELLED_POINTS = 4  # a trade-off plot names its points beside them up to this many architectures
-
-README_START = "<!-- bench-report:{suite}:start -->"
-README_END = "<!-- bench-report:{suite}:end -->"
-
-
-def suites_with_results(root: Path = RESULTS_ROOT) -> list[str]:
-    """Names of the suites that have at least one results folder under `root`."""
-    return sorted(p.name for p in root.glob("*") if any(p.glob("*_*/manifest.json")))
-
-
-def build_report(store: ResultsStore, out: Path, readme: Path | None = None) -> list[Path]:
-    """Write README.md and the plots for one results folder into `out` (and the summary into `readme`)."""
-    report = Report(store)
-    written = []
-    for name, figure in report.plots().items():
-        write_figure(out / name, figure)
-        written.append(out / name)
-    write_text(out / "README.md", report.markdown([p.name for p in written]))
-    written.append(out / "README.md")
-    if readme is not None:
-        update_readme(readme, report, out)
-        written.append(readme)
-    return written
+EVIDENCE = ["counts", "matches"]
 
 
 class Report:
@@ -56,9 +29,10 @@ class Report:
         self.split = self.manifest.get("evaluate", "test")
         self.resources = store.table("resources")
         self.ablation = store.table("ablation")
-        scores = store.table("scores")
-        is_variant = scores["architecture"].isin(self.ablation["architecture"])
-        self.variant_scores, scores = scores[is_variant], scores[~is_variant]
+        scores, thresholds = store.table("scores"), store.table("thresholds")
+        evidence = {name: store.table(name) for name in EVIDENCE}
+        variant = scores["architecture"].isin(self.ablation["architecture"])
+        self.variant_scores, scores = scores[variant], scores[~variant]
         self.val = scores.query("split == 'val' and particle_type == 'weighted'")
         evaluated = scores[scores["split"] == self.split]
         self.per_type = evaluated[evaluated["particle_type"] != "weighted"]
@@ -67,16 +41,42 @@ class Report:
             raise BenchError(
                 f"no successful job in {store.folder}; nothing to report (see its manifest.json for the errors)"
             )
-        self.order = list(self.weighted.groupby("architecture")["f4"].mean().sort_values(ascending=False).index)
-        self.runs = self.weighted.groupby("architecture").size().max()
+        if evidence["counts"].empty:
+            raise BenchError(
+                f"{store.folder} stores no per-tomogram counts (counts.csv: results from before they were kept); "
+                "re-run its suite with bench run"
+            )
+        names = [p["name"] for p in self.manifest.get("particles", [])] or list(
+            dict.fromkeys(self.per_type["particle_type"])
+        )
+        self.weights = metric_weights(self.manifest, names)
+        self.hard = [p["name"] for p in self.manifest.get("particles", []) if p.get("hard")]
+        self.evidence = {split: {name: frame[frame["split"] == split] for name, frame in evidence.items()}
+                         for split in ("val", "test")}  # fmt: skip
+        rows = set(self.weighted["architecture"])
+        self.verdict = self._verdict(self.split, rows)
+        self.order = self.verdict.order
+        self.thresholds = thresholds[~thresholds["architecture"].isin(self.ablation["architecture"])]
+        self.variant_thresholds = thresholds[thresholds["architecture"].isin(self.ablation["architecture"])]
 
-    def competition(self, architecture: str, table: pd.DataFrame | None = None) -> pd.Series:
+    def _verdict(self, split: str, rows: set[str], families: dict[str, str] | None = None) -> Verdict:
+        """The verdict over some rows of one split's evidence."""
+        counts, matches = (self.evidence[split][name] for name in EVIDENCE)
+        return Verdict.of(counts[counts["architecture"].isin(rows)], matches[matches["architecture"].isin(rows)],
+                          self.weights, families)  # fmt: skip
+
+    @property
+    def runs(self) -> int:
+        """The most training runs (seeds x folds) any row has."""
+        return int(self.weighted.groupby("architecture").size().max())
+
+    def competition(self, architecture: str, scores: pd.DataFrame | None = None) -> pd.Series:
         """The competition score of each run (seed, fold) of an architecture."""
-        table = self.weighted if table is None else table
-        return table[table["architecture"] == architecture].set_index(UNIT)["f4"]
+        scores = self.weighted if scores is None else scores
+        return scores[scores["architecture"] == architecture].set_index(UNIT)["f4"]
 
     def per_particle_table(self) -> str:
-        """Precision, recall, F1 and F4 per particle type and architecture."""
+        """Precision, recall, F1 and F4 per particle type and architecture (mean ± std over runs)."""
         rows = []
         for particle in dict.fromkeys(self.per_type["particle_type"]):
             for arch in self.order:
@@ -84,42 +84,125 @@ class Report:
                     (self.per_type["particle_type"] == particle) & (self.per_type["architecture"] == arch)
                 ]
                 if not found.empty:
-                    rows.append([particle, arch, *[_mean_std(found[m]) for m in METRICS]])
-        return _markdown_table(rows, ["Particle", "Architecture", "Precision", "Recall", "F1", "F4"])
+                    rows.append([particle, arch, *[mean_std(found[m]) for m in METRICS]])
+        return table(rows, ["Particle", "Architecture", "Precision", "Recall", "F1", "F4"])
+
+    def summary(self) -> pd.DataFrame:
+        """One row per architecture, best first: the statistic, its interval, its group and its training runs (the
+        machine-readable summary, summary.csv)."""
+        found = self.verdict
+        return pd.DataFrame(
+            [
+                {
+                    "architecture": row,
+                    "mean": found.replicates.observed[row],
+                    **dict(zip(("low", "high"), found.replicates.interval(row), strict=True)),
+                    "group": found.groups[row],
+                    "runs": found.replicates.runs[row],
+                }
+                for row in found.order
+            ]
+        )
 
     def summary_table(self) -> str:
-        """Mean recall, precision and F4 over the scored types, and the competition score with its interval."""
-        weights = self.per_type["particle_type"].map(lambda name: COMPETITION_WEIGHTS.get(name, 1.0))
-        scored = self.per_type[weights > 0]
-        rows = []
-        for arch in self.order:
+        """Per architecture: its group, mean recall, precision and F4 over the scored types, and the competition score
+        with its interval; bold only for a best row the suite tells apart from every other."""
+        scored = self.per_type[self.per_type["particle_type"].map(self.weights).fillna(1.0) > 0]
+        best, rows = self.verdict.resolved_best(), []
+        for _, row in self.summary().iterrows():
+            arch = row["architecture"]
             means = scored[scored["architecture"] == arch].groupby(UNIT)[["recall", "precision", "f4"]].mean()
-            spread = Spread.of(self.competition(arch))
-            rows.append([arch, *[_mean_std(means[m]) for m in ("recall", "precision", "f4")],
-                         f"**{_format(spread)}**", _interval(spread), str(spread.runs)])  # fmt: skip
-        header = ["Architecture", "Recall", "Precision", "Mean F4", "Competition score", _ci_header(), "Runs"]
-        return _markdown_table(rows, header)
+            score = f"{row['mean']:.3f}"
+            rows.append([str(row["group"]), arch, *[mean_std(means[m]) for m in ("recall", "precision", "f4")],
+                         f"**{score}**" if arch == best else score, interval(row["low"], row["high"]),
+                         str(row["runs"])])  # fmt: skip
+        header = ["Group", "Architecture", "Recall", "Precision", "Mean F4", "Competition score",
+                  f"{CONFIDENCE:.0%} interval", "Runs"]  # fmt: skip
+        return table(rows, header)
+
+    def verdict_lines(self) -> list[str]:
+        """What the interval covers, how the rows group, and what this suite's size can resolve."""
+        found, counts = self.verdict, self.evidence[self.split]["counts"]
+        tomograms = len(counts[["fold", "run"]].drop_duplicates())
+        first = counts[counts["architecture"] == found.order[0]]
+        references = int(first.loc[first["seed"] == first["seed"].min(), "references"].sum())
+        best = found.resolved_best()
+        leaders = [row for row in found.order if "a" in found.groups[row]]
+        said = (f"`{best}` is resolved as the best row." if best else
+                f"The suite cannot tell apart the best rows: {', '.join(f'`{r}`' for r in leaders)} "
+                "(group a).")  # fmt: skip
+        return [
+            f"Interval: the {CONFIDENCE:.0%} percentile interval of a hierarchical bootstrap ({REPLICATES:,} "
+            f"replicates) that redraws the {self.split} tomograms, the particles within them (Poisson weights on "
+            "every reference and false positive) and each row's training runs (seeds) at once; a run's score pools "
+            "its tomograms (micro), a row's is the mean over its runs. Groups: rows sharing a letter cannot be told "
+            f"apart (no paired difference between two rows of a group is resolved at {ALPHA:.0%} family-wise error, "
+            f"Holm-corrected over every pair); bold marks a best row resolved from every other. {said}",
+            "",
+            f"What this suite can resolve: with {tomograms} {self.split} tomogram(s) holding {references} references "
+            f"and up to {self.runs} training run(s) per row, a paired difference must exceed about "
+            f"{found.resolvable:.3f} to be resolved (median over pairs of the half-width of the difference's "
+            f"interval at Holm's strictest level, {ALPHA:.0%} / {len(found.differences)} pairs).",
+        ]
 
     def paired_table(self) -> str | None:
-        """For each pair of architectures, the difference of their competition scores over the runs both have."""
+        """Each pair of rows: the difference on the same test tomograms, its interval, the probability of
+        improvement and the Holm-adjusted p-value."""
         if len(self.order) < 2:
             return None
-        rows = []
-        for first, second in combinations(self.order, 2):
-            spread = paired_difference(self.competition(first), self.competition(second))
-            difference = [f"{spread.mean:+.3f}", _interval(spread, signed=True), str(spread.runs)]
-            rows.append([f"{first} - {second}", *difference])
-        return _markdown_table(rows, ["Pair", "Mean difference", _ci_header(), "Paired runs"])
+        rows = [[f"{d.first} - {d.second}", f"{d.mean:+.3f}", interval(d.low, d.high, signed=True),
+                 f"{d.improvement:.2f}", f"{d.adjusted:.3f}", "yes" if d.resolved else "no"]
+                for d in self.verdict.differences]  # fmt: skip
+        header = ["Pair", "Difference", f"{CONFIDENCE:.0%} interval", "P(first beats second)", "Holm-adjusted p",
+                  "Resolved"]  # fmt: skip
+        return table(rows, header)
+
+    def tomogram_table(self) -> str:
+        """The competition score of each architecture on each evaluated tomogram, with its references per type."""
+        counts = self.evidence[self.split]["counts"]
+        scores = tomogram_scores(counts, self.weights)
+        first = counts[counts["architecture"] == self.order[0]]
+        references = first[first["seed"] == first["seed"].min()].groupby(["fold", "run"])["references"].sum()
+        folds = scores.index.get_level_values("fold").nunique() > 1
+        rows = [[*([fold] if folds else []), run, str(int(references.get((fold, run), 0))),
+                 *[f"{scores.at[(fold, run), arch]:.3f}" for arch in self.order]]
+                for fold, run in scores.index]  # fmt: skip
+        return table(rows, [*(["Fold"] if folds else []), "Run", "References", *self.order])
+
+    def transfer_table(self) -> str | None:
+        """Per architecture: the score at the val-tuned thresholds beside the oracle's (best on the evaluated split)."""
+        if self.split == "val":
+            return None
+        transfer = threshold_transfer(self.weighted, self.thresholds, self.weights)
+        rows = [[arch, f"{transfer.at[arch, 'tuned']:.3f}", f"{transfer.at[arch, 'oracle']:.3f}",
+                 f"{transfer.at[arch, 'price']:+.3f}"] for arch in self.order if arch in transfer.index]  # fmt: skip
+        return table(rows, ["Architecture", "At the val-tuned thresholds", "Oracle: best thresholds on test (never "
+                            "used)", "Price of tuning on val"])  # fmt: skip
+
+    def configuration_table(self) -> str:
+        """Per row: its plug-in, the options it ran that differ from the plug-in's defaults, its epoch bound and the
+        precision it trained in."""
+        entries, rows = self.manifest.get("entries", {}), []
+        for arch in self.order:
+            entry = entries.get(arch, {})
+            changed = entry.get("differences")
+            said = ("not recorded" if changed is None else
+                    "; ".join(f"`{k}` {v['value']} (default {v['default']})" for k, v in changed.items())
+                    or "none")  # fmt: skip
+            precision = ", ".join(sorted(set(self.resources.loc[self.resources["architecture"] == arch,
+                                                                "compute_precision"].dropna()))) or "-"  # fmt: skip
+            bound = self.manifest["epoch_bounds"].get(arch)
+            rows.append([arch, f"`{entry.get('architecture', '?')}`", said, str(bound or "-"), precision])
+        return table(rows, ["Architecture", "Plug-in", "Differences from its defaults", "Epoch bound", "Precision"])
 
     def validation_table(self) -> str | None:
-        """The val competition score per architecture: the figure settings are chosen by (absent in a val suite)."""
-        if self.split == "val" or self.val.empty:
+        """The val competition score per architecture with its interval: the figure settings are chosen by."""
+        if self.split == "val" or self.evidence["val"]["counts"].empty:
             return None
-        rows = []
-        for arch in self.order:
-            spread = Spread.of(self.competition(arch, self.val))
-            rows.append([arch, _format(spread), _interval(spread), str(spread.runs)])
-        return _markdown_table(rows, ["Architecture", "Val competition score", _ci_header(), "Runs"])
+        found = self._verdict("val", set(self.order))
+        rows = [[arch, f"{found.replicates.observed[arch]:.3f}", interval(*found.replicates.interval(arch)),
+                 str(found.groups[arch])] for arch in self.order]  # fmt: skip
+        return table(rows, ["Architecture", "Val competition score", f"{CONFIDENCE:.0%} interval", "Val group"])
 
     def ablated(self) -> list[str]:
         """The entries with ablation variants, best first."""
@@ -139,40 +222,42 @@ class Report:
         rows = []
         for particle in [*dict.fromkeys(self.per_type["particle_type"]), "weighted"]:
             name = "**competition score**" if particle == "weighted" else particle
-            weight = "" if particle == "weighted" else f" ({COMPETITION_WEIGHTS.get(particle, 1.0):g})"
+            weight = "" if particle == "weighted" else f" ({self.weights.get(particle, 1.0):g})"
             start = means.get((base, particle), np.nan)
             cells = [f"{means.get((f'{base}+{v}', particle), np.nan) - start:+.3f}" for v in self.variants(base)]
             values = [f"{means.get((f'{base}+{v}', particle), np.nan):.3f} ({cell})" for v, cell in
                       zip(self.variants(base), cells, strict=True)]  # fmt: skip
             rows.append([name + weight, f"{start:.3f}", *values])
         header = ["Particle (weight)", f"{base} F4", *(f"+{v}: F4 (change)" for v in self.variants(base))]
-        return _markdown_table(rows, header)
+        return table(rows, header)
 
     def ablation_variant_table(self, base: str) -> str:
-        """Each variant of an entry: its steps, the change of the competition score with its paired interval, the
-        change on val (what chose the settings), its extra post-processing time and its candidates."""
-        rows = []
-        variant_val = self.variant_scores.query("split == 'val' and particle_type == 'weighted'")
-        variant_weighted = self.variant_scores.query("split == @self.split and particle_type == 'weighted'")
+        """Each variant of an entry: its steps, the change of the competition score with its interval (paired on the
+        same fitted models and tomograms), the change on val (what chose the settings), its extra post-processing
+        time and its candidates."""
+        rows, family = [], [base, *(f"{base}+{v}" for v in self.variants(base))]
+        families = {label: base for label in family}
+        evaluated = self._verdict(self.split, set(family), families)
+        val = self._verdict("val", set(family), families) if self.split == "test" else None
         for variant in self.variants(base):
             label = f"{base}+{variant}"
             found = self.ablation[self.ablation["architecture"] == label]
-            change = paired_difference(self.competition(label, variant_weighted), self.competition(base))
-            val_change = paired_difference(self.competition(label, variant_val), self.competition(base, self.val))
+            change = _change(evaluated, label, base)
             candidates = f"{found['candidates_before'].mean():.0f} → {found['candidates_after'].mean():.0f}"
             rows.append([
                 f"+{variant}",
-                _steps(found["steps"].iloc[0]),
+                steps(found["steps"].iloc[0]),
                 f"{change.mean:+.3f}",
-                _interval(change, signed=True),
-                f"{val_change.mean:+.3f}" if self.split == "test" else "(scored on val)",
-                _mean_std(found["postprocess_seconds"], 3),
-                _mean_std(found["fit_seconds"], 2),
+                interval(change.low, change.high, signed=True),
+                f"{_change(val, label, base).mean:+.3f}" if val else "(scored on val)",
+                mean_std(found["postprocess_seconds"], 3),
+                mean_std(found["fit_seconds"], 2),
                 candidates,
             ])  # fmt: skip
-        header = ["Variant", "Steps", f"Change of the {self.split} score", _ci_header(), "Change of the val score",
-                  "Extra post-processing per tomogram (s)", "Fit (s)", "Candidates before → after"]  # fmt: skip
-        return _markdown_table(rows, header)
+        header = ["Variant", "Steps", f"Change of the {self.split} score", f"{CONFIDENCE:.0%} interval",
+                  "Change of the val score", "Extra post-processing per tomogram (s)", "Fit (s)",
+                  "Candidates before → after"]  # fmt: skip
+        return table(rows, header)
 
     def ablation_lines(self) -> list[str]:
         """The ablation section: per entry with variants, the two tables."""
@@ -183,7 +268,8 @@ class Report:
             "",
             "Each variant applies more steps to the same candidates of the same fitted model (no retraining), and "
             "its score thresholds are tuned on val separately. Changes are against the entry without the variant, "
-            "paired by run; extra post-processing is the median per tomogram of the variant's steps (their fit "
+            "paired on the same fitted models and tomograms, with the interval of the verdict; extra "
+            "post-processing is the median per tomogram of the variant's steps (their fit "
             "once per job, on the train runs and the val candidates, is separate); candidates are totals over the "
             f"{self.split} runs before the thresholds.",
             "",
@@ -199,157 +285,19 @@ class Report:
             ]
         return lines
 
-    def training_table(self) -> str:
-        """The budget each architecture had, what ended its training, what an epoch is, and how long it took."""
-        rows = []
-        for arch in self.order:
-            found = self.resources[self.resources["architecture"] == arch]
-            bound = found["epoch_bound"].dropna()
-            low, high = int(found["epochs"].min()), int(found["epochs"].max())
-            epochs = (f"{low}" if low == high else f"{low}-{high}") + (f" / {int(bound.iloc[0])}" if len(bound) else "")
-            rows.append([
-                arch,
-                f"{found['minutes'].iloc[0]:g}",
-                epochs + _cut_note(found),
-                _epoch_definition(found),
-                _median_iqr(found["epoch_seconds_median"], found["epoch_seconds_iqr"], 1),
-                _data_wait(found),
-                _mean_std(found["train_seconds"], 0),
-            ])  # fmt: skip
-        header = ["Architecture", "Budget (min)", "Epochs run / bound", "One epoch", "Time per epoch (s)",
-                  "Data wait", "Training (s)"]  # fmt: skip
-        return _markdown_table(rows, header)
-
-    def parts_notes(self) -> list[str]:
-        """For entries built from other entries (ensembles), which parts they reused and which they trained, per
-        seed: their training time above includes the parts'."""
-        notes = []
-        for arch in self.order:
-            found = self.resources[self.resources["architecture"] == arch].dropna(subset=["members"])
-            for _, row in found.iterrows():
-                notes.append(f"- `{arch}` seed {row['seed']}, fold {row['fold']}: {row['members']}")
-        if not notes:
-            return []
-        lead = ("Entries built from others (ensembles): their training time includes their parts', whether reused "
-                "from the entry that trained them in this run or trained in their own job.")  # fmt: skip
-        return ["", lead, "", *notes]
-
-    def memory_table(self) -> str:
-        """Peak memory above the job's baseline and of the whole process, in training and in inference."""
-        gpu = (self.resources["memory_kind"] == "cuda-allocator").any()
-        rows = []
-        for arch in self.order:
-            found = self.resources[self.resources["architecture"] == arch]
-            row = [arch, found["memory_kind"].iloc[0]]
-            for prefix in ("", "infer_"):
-                row += [_mean_std(found[f"{prefix}{c}"], 2) for c in ("peak_memory_gb", "process_peak_memory_gb")]
-                if gpu:
-                    row += [_mean_std(found[f"{prefix}reserved_peak_memory_gb"], 2), _nvml(found, prefix)]
-            rows.append(row)
-        extra = ["reserved", "NVML process"] if gpu else []
-        header = ["Architecture", "Kind"]
-        for phase in ("training", "inference"):
-            header += [f"{phase}: above baseline", f"{phase}: whole process", *(f"{phase}: {e}" for e in extra)]
-        return _markdown_table(rows, header)
-
-    def latency_table(self) -> str:
-        """Inference seconds per tomogram split into read, model and post-processing, and per z-slice."""
-        rows = []
-        for arch in self.order:
-            found = self.resources[self.resources["architecture"] == arch]
-            rows.append([
-                arch,
-                *[_mean_std(found[column], 2) for column in PARTS.values()],
-                _median_iqr(found["infer_seconds_per_tomogram"], found["infer_seconds_per_tomogram_iqr"], 2),
-                _median_iqr(found["infer_seconds_per_slice"], found["infer_seconds_per_slice_iqr"], 4),
-            ])  # fmt: skip
-        header = ["Architecture", "Read (s)", "Model (s)", "Post-processing (s)", "Total per tomogram (s)",
-                  "Model per slice (s)"]  # fmt: skip
-        return _markdown_table(rows, header)
-
-    def overhead_table(self) -> str:
-        """The job's wall time split into fit, predict, scoring and the harness's own overhead."""
-        rows = []
-        for arch in self.order:
-            found = self.resources[self.resources["architecture"] == arch]
-            found = found.assign(own_fit=found["train_seconds"] - found["reused_train_seconds"].fillna(0))
-            share = (found["overhead_seconds"] / found["job_seconds"]).mean()
-            rows.append([
-                arch,
-                *[_mean_std(found[c], 1) for c in ("job_seconds", "own_fit", "predict_seconds", "postprocess_seconds",
-                                                    "score_seconds", "overhead_seconds")],
-                f"{share:.1%}" + ("" if share <= OVERHEAD_TARGET else " (over target)"),
-            ])  # fmt: skip
-        header = ["Architecture", "Job (s)", "Fit (s)", "Predict (s)", "Post-processing (s)", "Scoring (s)",
-                  "Harness overhead (s)", "Share"]  # fmt: skip
-        return _markdown_table(rows, header)
-
-    @property
-    def device(self) -> str:
-        """The device the jobs ran on, as they recorded it (on a cluster, the nodes'), else as the run recorded it."""
-        names = [
-            (job.get("environment") or {}).get("device_name")
-            for job in self.manifest["jobs"].values()
-            if job["status"] == "ok"
-        ]
-        return " / ".join(dict.fromkeys(filter(None, names))) or self.manifest["environment"]["device_name"]
-
-    @property
-    def cpu_kernels(self) -> str:
-        """The CPU kernels torch ran, as the jobs (else the run) recorded them: its CPU capability and the CPU's flags
-        that change speed and rounding."""
-        environments = [
-            job.get("environment") or {} for job in self.manifest["jobs"].values() if job["status"] == "ok"
-        ] or [self.manifest["environment"]]
-        said = [
-            f"torch CPU capability {env.get('cpu_capability') or '?'} (flags {' '.join(flags) or 'none'})"
-            for env in environments
-            if (flags := env.get("cpu_flags")) is not None
-        ]
-        return " / ".join(dict.fromkeys(said)) or "CPU kernels not recorded"
-
-    def conditions(self) -> list[str]:
-        """Bullet lines stating the data, split, budget, seeds, runs, device and code of the run."""
-        manifest, data = self.manifest, self.manifest["data"]
-        environment, git = manifest["environment"], manifest["environment"]["git"]
-        if data.get("synthetic"):
-            source = f"synthetic preset `{data['preset']}` (seed {data['seed']})"
-        else:
-            source = f"`{data['config']}`"
-        budget = manifest["budget"]
-        bounds = ", ".join(f"{arch} {bound or '-'}" for arch, bound in manifest["epoch_bounds"].items())
-        folds = [name for name in manifest["folds"] if name != "ts"]
-        scored = "val (a selection suite: test never read)" if self.split == "val" else "test (reported)"
-        return [
-            f"- Data: {source}; tomogram type `{data['tomo_type']}`, voxel size {data['voxel_size']} Å",
-            f"- Split: train {', '.join(manifest['split']['train'])}; val {', '.join(manifest['split']['val'])} "
-            f"(score thresholds tuned here, then frozen); test {', '.join(manifest['split']['test'])}; scored: {scored}"
-            + (f"; plus {len(folds)} folds ({', '.join(folds)}: see the manifest)" if folds else ""),
-            f"- Budget: every fit capped at {budget['minutes']:g} min of wall clock from the call of `fit` to its "
-            f"return (stopped at +{budget['grace_minutes']:g} min); epoch bounds: {bounds}",
-            f"- Runs: seeds {', '.join(map(str, manifest['seeds']))} x {len(manifest['folds'])} fold(s); "
-            + (
-                f"mean ± std and {CONFIDENCE:.0%} t-intervals over {self.runs} runs"
-                + ("; folds share training runs, so intervals over them are optimistic" if folds else "")
-                if self.runs > 1
-                else "single run: no spread or interval"
-            ),
-            *_launches(manifest.get("launches", [])),
-            f"- Device: {self.device}; {self.cpu_kernels}; torch {environment['libraries']['torch']} with "
-            f"{environment.get('num_threads')} threads; {_compute(manifest.get('compute'))}; commit {git['short']}"
-            f"{' (uncommitted changes)' if git['dirty'] else ''}; run {manifest['created']}",
-        ]
-
     def markdown(self, plots: list[str]) -> str:
-        """The report's README: conditions, the tables, the plots, jobs without results."""
+        """The report's README: conditions, the verdict, the per-particle and per-tomogram evidence, the costs, the
+        plots, jobs without results."""
         unfinished = [
             f"- `{key}`: {job['status']}" + (f": {job['error']}" if job.get("error") else "")
             for key, job in self.manifest["jobs"].items()
             if job["status"] != "ok"
         ]
-        device, repeats = self.device, self.manifest["repeats"]
+        repeats = self.manifest["repeats"]
         warm_up = "the val runs" if self.split == "test" else "the first val run"
-        paired, validation = self.paired_table(), self.validation_table()
+        paired, validation, transfer = self.paired_table(), self.validation_table(), self.transfer_table()
+        val_runs = self.manifest["split"]["val"]
+        val_references = self.thresholds.groupby(["architecture", *UNIT])["references"].sum().max()
         return "\n".join(
             [
                 f"# Suite `{self.manifest['suite']['name']}`",
@@ -358,24 +306,72 @@ class Report:
                 "",
                 *self.conditions(),
                 "",
+                f"## Comparative summary ({self.split} runs)",
+                "",
+                "Recall, precision and F4 are means over the scored particle types (weight > 0) and over runs; the "
+                "competition score is the weighted F4 (see Metric above).",
+                "",
+                self.summary_table(),
+                "",
+                *self.verdict_lines(),
+                "",
+                *(
+                    [
+                        "### Paired differences of the competition score",
+                        "",
+                        "Each difference is computed on the same bootstrap draws of the test tomograms and their "
+                        "particles "
+                        "(paired on them, not on seed numbers: the seeds of two architectures share nothing but the "
+                        "number). P(first beats second): the probability that a new training run of the first scores "
+                        "higher than one of the second on a new draw of the test set (ties count half, as rliable's "
+                        "probability of improvement).",
+                        "",
+                        paired,
+                        "",
+                    ]
+                    if paired
+                    else []
+                ),
+                "## What each row ran",
+                "",
+                "The options each row's plug-in ran with that differ from its defaults, its epoch bound and the "
+                "precision it trained in.",
+                "",
+                self.configuration_table(),
+                "",
+                f"## Per-tomogram scores ({self.split} runs)",
+                "",
+                "The competition score of each architecture on each tomogram alone (mean over runs), from the stored "
+                "per-tomogram counts (counts.csv).",
+                "",
+                self.tomogram_table(),
+                "",
+                *(
+                    [
+                        "## Threshold transfer",
+                        "",
+                        f"Score thresholds are tuned per particle type on the val runs ({len(val_runs)} tomogram(s), "
+                        f"{val_references} references), pooled, then frozen. Beside the test score at those thresholds "
+                        "stands the test score at the thresholds that would have been best on test: an oracle, shown "
+                        "for "
+                        "the price of tuning on val and never used for any choice (means over runs).",
+                        "",
+                        transfer,
+                        "",
+                    ]
+                    if transfer
+                    else []
+                ),
                 f"## Per-particle results ({self.split} runs)",
                 "",
                 self.per_particle_table(),
                 "",
-                f"## Comparative summary ({self.split} runs)",
-                "",
-                "Recall, precision and F4 are means over the scored particle types (weight > 0); the competition "
-                "score is the weighted F4 (weights 1/0/2/1/2/1, divided by 7).",
-                "",
-                self.summary_table(),
-                "",
-                *(["### Paired differences of the competition score", "", paired, ""] if paired else []),
                 *(
                     [
                         "## Validation scores",
                         "",
-                        "The competition score on the val runs (thresholds tuned there): the figure suite settings "
-                        "are chosen by.",
+                        "The competition score on the val runs (thresholds tuned there), with the same bootstrap: the "
+                        "figure suite settings are chosen by.",
                         "",
                         validation,
                         "",
@@ -393,8 +389,8 @@ class Report:
                 "epochs' time the training steps waited for their batch (host time: cutting, loading, copying), mean "
                 "over runs, with the precision the plug-in trained in; '-' where a plug-in times no batches.",
                 "",
-                self.training_table(),
-                *self.parts_notes(),
+                costs.training_table(self.resources, self.order),
+                *costs.parts_notes(self.resources, self.order),
                 "",
                 "## Memory (GB)",
                 "",
@@ -403,17 +399,18 @@ class Report:
                 "process's peak stands beside them. "
                 "CPU: resident memory; GPU: torch's allocator.",
                 "",
-                self.memory_table(),
+                costs.memory_table(self.resources, self.order),
                 "",
                 "## Inference latency",
                 "",
-                f"Measured on {device}. Each {self.split} tomogram predicted {repeats} time(s) after a warm-up on "
+                f"Measured on {device(self.manifest)}. Each {self.split} tomogram predicted {repeats} time(s) after "
+                "a warm-up on "
                 f"{warm_up}; medians over tomograms x repeats, spread (±) the IQR. Read: time in `Tomogram.read` "
                 "(zarr decoding and checks); model: predict less its reads (the plug-in's own peak finding "
                 "included); post-processing: the harness's checks and the suite's steps (timed once per tomogram, "
                 "not per repeat). Per slice = model seconds / z-slices (the reference study's unit).",
                 "",
-                self.latency_table(),
+                costs.latency_table(self.resources, self.order),
                 "",
                 "## Harness overhead",
                 "",
@@ -422,10 +419,10 @@ class Report:
                 "steps and ablation variants: fitted, then applied to every predicted tomogram) and scoring "
                 "(threshold tuning and the metric, per variant too) are the work measured; the rest "
                 f"is the harness's overhead (process start, imports, data opening, model save, write-back), "
-                f"target at most {OVERHEAD_TARGET:.0%}. Over every job of the suite: "
+                f"target at most {costs.OVERHEAD_TARGET:.0%}. Over every job of the suite: "
                 f"{self.resources['overhead_seconds'].sum() / self.resources['job_seconds'].sum():.1%}.",
                 "",
-                self.overhead_table(),
+                costs.overhead_table(self.resources, self.order),
                 "",
                 "## Plots",
                 "",
@@ -435,18 +432,24 @@ class Report:
             ]
         )
 
+    def conditions(self) -> list[str]:
+        """Bullet lines stating the data, split, budget, seeds, metric, device and code of the run."""
+        return conditions(self.manifest, self.split, self.runs, self.weights, self.hard)
+
     def plots(self) -> dict[str, Figure]:
         """The figures, by file name."""
         cpu = self.manifest["device"] == "cpu"
+        tomograms = tomogram_scores(self.evidence[self.split]["counts"], self.weights)
         return {
-            "f4_per_particle.png": _plot_per_particle(self.per_type, self.order, self.split),
-            "f4_vs_latency.png": _plot_tradeoff(
-                self.weighted, self.resources, "infer_seconds_per_slice", _latency_label(cpu), self.order
+            "verdict.png": plots.verdict(self.verdict, self.weighted, tomograms, self.split),
+            "f4_per_particle.png": plots.per_particle(self.per_type, self.order, self.split, self.weights),
+            "f4_vs_latency.png": plots.tradeoff(
+                self.weighted, self.resources, "infer_seconds_per_slice", plots.latency_label(cpu), self.order
             ),
-            "f4_vs_memory.png": _plot_tradeoff(
-                self.weighted, self.resources, "peak_memory_gb", _memory_label(self.resources), self.order
+            "f4_vs_memory.png": plots.tradeoff(
+                self.weighted, self.resources, "peak_memory_gb", plots.memory_label(self.resources), self.order
             ),
-            "latency_breakdown.png": _plot_latency(self.resources, self.order, cpu),
+            "latency_breakdown.png": plots.latency(self.resources, self.order, cpu),
             **({"ablation.png": self.ablation_plot()} if self.ablated() else {}),
         }
 
@@ -455,222 +458,13 @@ class Report:
         evaluated = pd.concat(
             [self.per_type, self.weighted, self.variant_scores[self.variant_scores["split"] == self.split]]
         )
-        means = evaluated.groupby(["architecture", "particle_type"])["f4"].mean()
-        particles = [*dict.fromkeys(self.per_type["particle_type"]), "weighted"]
-        bases = self.ablated()
-        figure = Figure(figsize=(1.6 + 1.3 * len(particles), 0.6 + 3.2 * len(bases)))
-        for row, base in enumerate(bases):
-            ax = figure.add_subplot(len(bases), 1, row + 1)
-            variants = self.variants(base)
-            width = 0.8 / len(variants)
-            colours = colormaps["tab10" if len(variants) <= 10 else "tab20"].colors  # distinct up to 20 variants
-            for i, variant in enumerate(variants):
-                change = [means.get((f"{base}+{variant}", p), np.nan) - means.get((base, p), np.nan) for p in particles]
-                x = np.arange(len(particles)) + (i - (len(variants) - 1) / 2) * width
-                ax.bar(x, change, width, label=variant, color=colours[i % len(colours)])
-            ax.axhline(0, color="black", linewidth=0.8)
-            labels = [("competition\nscore" if p == "weighted" else p.replace("-", "-\n", 1)) for p in particles]
-            ax.set_xticks(np.arange(len(particles)), labels, fontsize=8)
-            ax.set_ylabel(f"change of F4 ({self.split})")
-            ax.grid(axis="y", alpha=0.3)
-            ax.set_title(f"{base}: post-processing variants against the entry alone", fontsize=10)
-            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-        figure.tight_layout()
-        return figure
+        particles = list(dict.fromkeys(self.per_type["particle_type"]))
+        return plots.ablation(evaluated, particles, {base: self.variants(base) for base in self.ablated()}, self.split)
 
 
-def update_readme(readme: Path, report: Report, out: Path) -> None:
-    """Replace the block between the suite's markers in a README with the summary table and conditions."""
-    suite = report.manifest["suite"]["name"]
-    start, end = README_START.format(suite=suite), README_END.format(suite=suite)
-    text = readme.read_text()
-    if start not in text or end not in text:
-        raise BenchError(f"{readme} has no '{start}' ... '{end}' block; add the two marker lines where the table goes")
-    block = "\n".join([start, report.summary_table(), "", *report.conditions(), "",
-                       f"Full report: [{out}/README.md]({out}/README.md)", end])  # fmt: skip
-    write_text(readme, text[: text.index(start)] + block + text[text.index(end) + len(end) :])
-
-
-def _mean_std(values: pd.Series, digits: int = 3) -> str:
-    """'mean' for one run, 'mean ± std' for several."""
-    values = values.dropna().astype(float)
-    if values.empty:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values.iloc[0]:.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
-
-
-def _median_iqr(medians: pd.Series, iqrs: pd.Series, digits: int) -> str:
-    """A median with its IQR (one run), or the mean ± std of the medians over runs."""
-    if len(medians.dropna()) != 1:
-        return _mean_std(medians, digits)
-    iqr = iqrs.dropna()
-    return f"{medians.dropna().iloc[0]:.{digits}f}" + (f" ± {iqr.iloc[0]:.{digits}f}" if len(iqr) else "")
-
-
-def _format(spread: Spread) -> str:
-    """'mean' or 'mean ± std'."""
-    return f"{spread.mean:.3f}" if spread.std is None else f"{spread.mean:.3f} ± {spread.std:.3f}"
-
-
-def _interval(spread: Spread, signed: bool = False) -> str:
-    """The interval of a spread, or 'single run'."""
-    if spread.low is None:
-        return "single run"
-    sign = "+" if signed else ""
-    return f"[{spread.low:{sign}.3f}, {spread.high:{sign}.3f}]"
-
-
-def _ci_header() -> str:
-    """Header of an interval column."""
-    return f"{CONFIDENCE:.0%} interval"
-
-
-def _steps(steps: str) -> str:
-    """A variant's steps (stored as JSON) as `name(param=value, ...)` in order."""
-    parts = []
-    for step in json.loads(steps):
-        params = ", ".join(f"{k}={v}" for k, v in step.items() if k != "step")
-        parts.append(f"`{step['step']}({params})`")
-    return " → ".join(parts) or "none"
-
-
-def _cut_note(found: pd.DataFrame) -> str:
-    """How many of an architecture's jobs the minutes cap cut short, and how many of those shared the cores."""
-    cut = found["stopped_by"] == "minutes"
-    if not cut.any():
-        return ""
-    shared = int((cut & (found["parallel_jobs"].fillna(1) > 1)).sum())
-    sharing = f"; {shared} of them sharing the cores with other jobs, so trained less than alone" if shared else ""
-    return f" (cut by the cap in {int(cut.sum())} of {len(found)}{sharing})"
-
-
-def _launches(launches: list[dict]) -> list[str]:
-    """A bullet line on how the jobs were launched, when any run launched more than one at a time or not as child
-    processes (the default states nothing)."""
-    said = [
-        f"{launch['launcher']} launcher, {launch['jobs']} job(s) at once"
-        + ("; jobs shared the cores, each with the threads of a job alone" if launch["slots"][0]["shared"] else "")
-        for launch in launches
-    ]
-    if all(launch["launcher"] == "process" and launch["jobs"] == 1 for launch in launches):
-        return []
-    return [f"- Launch: {'; then '.join(dict.fromkeys(said))} (see the manifest's `launches`)"]
-
-
-def _compute(compute: dict | None) -> str:
-    """The manifest's compute settings in words (older manifests have none)."""
-    if not compute:
-        return "compute settings not recorded"
-    kernels = "deterministic kernels" if compute["deterministic"] else "non-deterministic kernels"
-    return f"{compute['precision']} precision, {kernels}" + (", cudnn autotuner" if compute["cudnn_benchmark"] else "")
-
-
-def _data_wait(found: pd.DataFrame) -> str:
-    """The share of the epochs' time the steps waited for data (mean over jobs), with the precision they ran in."""
-    shares = found["data_wait_share"].dropna()
-    precision = ", ".join(sorted(set(found["compute_precision"].dropna())))
-    share = f"{100 * shares.mean():.1f}%" if len(shares) else "-"
-    return f"{share} ({precision})" if precision else share
-
-
-def _epoch_definition(found: pd.DataFrame) -> str:
-    """What one epoch is, as the plug-in told the tracker."""
-    row = found.iloc[0]
-    if pd.isna(row["epoch_samples"]):
-        return "not stated"
-    return f"{int(row['epoch_samples'])} {row['epoch_unit']}"
-
-
-def _nvml(found: pd.DataFrame, prefix: str) -> str:
-    """The NVML process peak, or why NVML gave none."""
-    values = found[f"{prefix}nvml_peak_memory_gb"].dropna()
-    return _mean_std(values, 2) if len(values) else str(found["nvml_status"].iloc[0])
-
-
-def _markdown_table(rows: list[list[str]], header: list[str]) -> str:
-    """A GitHub-flavoured markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def _latency_label(cpu: bool) -> str:
-    """Axis label of the latency plot, naming CPU figures as such."""
-    return "model seconds per z-slice" + (" (CPU)" if cpu else " (GPU)")
-
-
-def _memory_label(resources: pd.DataFrame) -> str:
-    """Axis label of the memory plot with the kind of figure."""
-    kinds = ", ".join(sorted(set(resources["memory_kind"].dropna())))
-    return f"peak training memory above baseline, GB ({kinds})"
-
-
-def _plot_per_particle(per_type: pd.DataFrame, order: list[str], split: str) -> Figure:
-    """Grouped bars: F4 per particle type per architecture, error bars (std) over runs."""
-    stats = per_type.groupby(["particle_type", "architecture"], sort=False)["f4"].agg(["mean", "std"]).fillna(0.0)
-    repeated = per_type.groupby("architecture")[UNIT].apply(lambda u: len(u.drop_duplicates())).max() > 1
-    particles = list(dict.fromkeys(per_type["particle_type"]))
-    figure = Figure(figsize=(1.6 + 1.5 * len(particles), 4.2))
-    ax = figure.add_subplot()
-    width = 0.8 / max(1, len(order))
-    for i, arch in enumerate(order):
-        values = [
-            stats.loc[(p, arch)] if (p, arch) in stats.index else pd.Series({"mean": 0, "std": 0}) for p in particles
-        ]
-        x = np.arange(len(particles)) + (i - (len(order) - 1) / 2) * width
-        errors = [v["std"] for v in values] if repeated else None
-        ax.bar(x, [v["mean"] for v in values], width, yerr=errors, capsize=2, label=arch)
-    labels = [f"{p.replace('-', '-' + chr(10), 1)}\n(weight {COMPETITION_WEIGHTS.get(p, 1.0):g})" for p in particles]
-    ax.set_xticks(np.arange(len(particles)), labels, fontsize=8)
-    ax.set_ylabel(f"F4 ({split} runs)")
-    ax.set_ylim(0, 1.05)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncols=min(4, len(order)), loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
-    ax.set_title("F4 per particle type")
-    return figure
-
-
-def _plot_tradeoff(
-    weighted: pd.DataFrame, resources: pd.DataFrame, column: str, label: str, order: list[str]
-) -> Figure:
-    """Scatter of the competition score against a resource figure, one labelled point per architecture."""
-    joined = weighted.merge(resources, on=["architecture", *UNIT])
-    figure = Figure(figsize=(5.5, 4.2))
-    ax = figure.add_subplot()
-    for arch in order:
-        rows = joined[joined["architecture"] == arch]
-        x, y = rows[column].astype(float), rows["f4"].astype(float)
-        ax.errorbar(x.mean(), y.mean(), xerr=x.std() if len(x) > 1 else None, yerr=y.std() if len(y) > 1 else None,
-                    fmt="o", capsize=3, label=arch)  # fmt: skip
-        if len(order) <= LABELLED_POINTS:
-            ax.annotate(arch, (x.mean(), y.mean()), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    if len(order) > LABELLED_POINTS:  # names beside many points overlap: a legend instead
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False)
-    if (joined[column] > 0).all() and joined[column].max() / max(joined[column].min(), 1e-12) > 20:
-        ax.set_xscale("log")
-    else:
-        ax.set_xlim(left=0, right=1.15 * float(joined[column].max()))
-    ax.set_xlabel(label)
-    ax.set_ylabel("competition score (weighted F4)")
-    ax.set_ylim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.set_title(f"Score against {label.split(',')[0].split(' (')[0]}")
-    return figure
-
-
-def _plot_latency(resources: pd.DataFrame, order: list[str], cpu: bool) -> Figure:
-    """Stacked horizontal bars: median read, model and post-processing seconds per tomogram."""
-    figure = Figure(figsize=(6.5, 1.2 + 0.5 * len(order)))
-    ax = figure.add_subplot()
-    left = np.zeros(len(order))
-    for part, column in PARTS.items():
-        values = np.array([resources.loc[resources["architecture"] == a, column].mean() for a in order])
-        ax.barh(order, values, left=left, label=part)
-        left += values
-    ax.invert_yaxis()
-    ax.set_xlabel("median seconds per tomogram" + (" (CPU)" if cpu else " (GPU)"))
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(axis="x", alpha=0.3)
-    ax.set_title("Where inference time goes")
-    return figure
+def _change(found: Verdict, variant: str, base: str) -> Difference:
+    """The difference variant - base from a verdict that compared them in either order."""
+    try:
+        return found.difference(variant, base)
+    except KeyError:
+        return found.difference(base, variant).reversed()
