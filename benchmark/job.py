@@ -129,6 +129,7 @@ def run_job(job: JobSpec) -> dict:
             "parallel_jobs": job.parallel_jobs,
             **training_columns(tracker, sum(r["train_seconds"] for r in job.reuse)),
             "members": members_note(reusable_entries(factory, spec.config), job.reuse),
+            "reused": ";".join(r["label"] for r in job.reuse) or None,  # the entries whose fitted models it reused
             **memory_columns(fit_memory.reading, ""),
             **memory_columns(infer_memory, "infer_"),
             **latency_columns(latency),

@@ -25,7 +25,7 @@ TABLES = {
     "resources": [
         *JOB, "device", "compute_precision", "parallel_jobs", "minutes", "epoch_bound", "epochs", "stopped_by",
         "epoch_samples", "epoch_unit", "epoch_seconds_median", "epoch_seconds_iqr", "data_wait_share", "train_seconds",
-        "members", "reused_train_seconds",
+        "members", "reused", "reused_train_seconds",
         *MEMORY, "memory_kind", "nvml_status", *(f"infer_{column}" for column in MEMORY),
         "timed_split", "repeats", "infer_read_seconds", "infer_model_seconds", "infer_postprocess_seconds",
         "infer_seconds_per_tomogram", "infer_seconds_per_tomogram_iqr", "infer_seconds_per_slice",
@@ -47,15 +47,17 @@ TABLES = {
 #: the columns of words; every other column holds numbers (or nothing)
 TEXT = [
     "architecture", "fold", "split", "particle_type", "device", "compute_precision", "stopped_by", "epoch_unit",
-    "members", "memory_kind", "nvml_status", "timed_split", "run", "base", "variant", "steps", "fitted",
+    "members", "reused", "memory_kind", "nvml_status", "timed_split", "run", "base", "variant", "steps", "fitted",
 ]  # fmt: skip
 RESTORE = "restore it (e.g. git checkout) or start a new run"
 EVERY_JOB = ("scores", "resources", "thresholds", "latency", "counts", "matches")  # what every successful job adds to
+KEPT_SINCE_FIRST = ("scores", "resources", "thresholds", "latency")  # every job stored these; older ones not the rest
 VARIANT_TABLES = ("scores", "thresholds", "counts", "matches")  # what each ablation variant adds to, beside its row
 #: columns added after results were first committed: a stored table without them reads them as empty
 ADDED = {
     "resources": [
         "members",
+        "reused",
         "reused_train_seconds",
         "postprocess_seconds",
         "compute_precision",
@@ -199,7 +201,7 @@ class ResultsStore:
         path = self.folder / f"{name}.csv"
         if not path.exists():
             finished = sum(job.get("status") == "ok" for job in self.manifest["jobs"].values())
-            if finished and name in EVERY_JOB:
+            if finished and name in KEPT_SINCE_FIRST:
                 raise BenchError(f"{path} is missing, though {finished} finished job(s) stored rows in it; {RESTORE}")
             return pd.DataFrame(columns=TABLES[name])
         if path.is_dir():

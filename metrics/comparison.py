@@ -47,7 +47,8 @@ def differences(replicates: Replicates, order: list[str]) -> list[Difference]:
     for first, second in pairs:
         drawn = replicates.statistic[first] - replicates.statistic[second]
         low, high = np.quantile(drawn, [ALPHA / 2, 1 - ALPHA / 2])
-        p_value = min(1.0, 2 * min(np.mean(drawn <= 0), np.mean(drawn >= 0)))
+        tail = min(np.count_nonzero(drawn <= 0), np.count_nonzero(drawn >= 0))
+        p_value = min(1.0, 2 * (tail + 1) / (len(drawn) + 1))  # never 0 from finitely many replicates
         one, other = replicates.single[first], replicates.single[second]
         improvement = float(np.mean(one > other) + 0.5 * np.mean(one == other))
         mean = replicates.observed[first] - replicates.observed[second]
@@ -67,19 +68,34 @@ def holm(p_values: list[float]) -> list[float]:
 
 
 def groups(order: list[str], found: list[Difference]) -> dict[str, str]:
-    """A compact letter display: rows sharing a letter cannot be told apart. Each row in turn (best first) starts a
-    group and takes in every later row not resolved from any row already in it; a group inside an earlier one is
-    dropped, and each row's label lists the letters of its groups ('a' holds the best row)."""
-    resolved = {frozenset((d.first, d.second)): d.resolved for d in found}
-    kept: list[list[str]] = []
-    for start, leader in enumerate(order):
-        group = [leader]
-        for row in order[start + 1 :]:
-            if not any(resolved[frozenset((row, member))] for member in group):
-                group.append(row)
-        if not any(set(group) <= set(earlier) for earlier in kept):
-            kept.append(group)
-    return {row: "".join(chr(ord("a") + i) for i, group in enumerate(kept) if row in group) for row in order}
+    """A compact letter display: every largest set of rows no two of which are told apart gets a letter (in the order
+    of its best row, so 'a' holds the best row), and each row lists the letters of its sets. Two rows share a letter
+    exactly when the suite cannot tell them apart."""
+    tied = {row: set() for row in order}
+    for difference in found:
+        if not difference.resolved:
+            tied[difference.first].add(difference.second)
+            tied[difference.second].add(difference.first)
+    cliques = sorted(_maximal_cliques(tied), key=lambda clique: sorted(order.index(row) for row in clique))
+    return {row: "".join(chr(ord("a") + i) for i, clique in enumerate(cliques) if row in clique) for row in order}
+
+
+def _maximal_cliques(tied: dict[str, set[str]]) -> list[set[str]]:
+    """The largest sets of mutually tied rows (Bron-Kerbosch with pivoting)."""
+    found: list[set[str]] = []
+
+    def extend(clique: set[str], candidates: set[str], excluded: set[str]) -> None:
+        if not candidates and not excluded:
+            found.append(clique)
+            return
+        pivot = max(candidates | excluded, key=lambda row: len(tied[row] & candidates))
+        for row in sorted(candidates - tied[pivot]):
+            extend(clique | {row}, candidates & tied[row], excluded & tied[row])
+            candidates = candidates - {row}
+            excluded = excluded | {row}
+
+    extend(set(), set(tied), set())
+    return found
 
 
 def resolvable_difference(replicates: Replicates, order: list[str]) -> float:

@@ -3,6 +3,8 @@ differences, the probability of improvement, Holm's correction and the groups of
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,12 +17,12 @@ WEIGHTS = {"easy": 1.0, "hard": 2.0}
 
 
 def evidence(rows: dict[str, list[dict]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Counts and matches tables of rows given as {row: [{seed, run, particle_type, flags, fp}, ...]}."""
+    """Counts and matches tables of rows given as {row: [{seed, run, particle_type, flags, fp[, fold]}, ...]}."""
     counts, matches = [], []
     for row, tomograms in rows.items():
         for t in tomograms:
-            key = {"architecture": row, "seed": t["seed"], "fold": "ts", "split": "test", "run": t["run"],
-                   "particle_type": t["particle_type"]}  # fmt: skip
+            key = {"architecture": row, "seed": t["seed"], "fold": t.get("fold", "ts"), "split": "test",
+                   "run": t["run"], "particle_type": t["particle_type"]}  # fmt: skip
             flags = np.asarray(t["flags"], dtype=int)
             counts.append({**key, "references": len(flags), "candidates": flags.sum() + t["fp"], "tp": flags.sum(),
                            "fp": t["fp"], "fn": len(flags) - flags.sum()})  # fmt: skip
@@ -148,6 +150,57 @@ def test_groups_share_a_letter_only_among_rows_not_told_apart():
                 ("c", "d"): False}  # fmt: skip
     found = [pair(first, second, flag) for (first, second), flag in resolved.items()]
     assert groups(order, found) == {"a": "a", "b": "ab", "c": "bc", "d": "c"}
+
+
+def test_every_pair_not_told_apart_shares_a_letter_and_no_resolved_pair_does():
+    rng = np.random.default_rng(2)
+    order = list("abcdef")
+    for _ in range(200):
+        resolved = {pair: bool(rng.random() < 0.5) for pair in combinations(order, 2)}
+        found = [Difference(f, s, 0.1, 0.0, 0.2, 0.0, 0.001 if r else 0.5, 0.7) for (f, s), r in resolved.items()]
+        letters = groups(order, found)
+        assert "a" in letters["a"]
+        for (first, second), apart in resolved.items():
+            assert bool(set(letters[first]) & set(letters[second])) is not apart, (resolved, letters)
+
+
+def test_a_row_that_shares_an_entry_s_candidates_and_equals_it_never_differs_from_it():
+    rng = np.random.default_rng(4)
+    same = simulated(rng, {"easy": 0.6, "hard": 0.4}, 2.0, runs=3, seeds=2)
+    counts, matches = evidence({"entry": same, "entry+nothing": same})
+    linked = {"entry+nothing": "entry"}
+    found = bootstrap(matches, counts, WEIGHTS, linked, linked, replicates=1000)
+    (difference,) = differences(found, ["entry", "entry+nothing"])
+    assert (difference.low, difference.high, difference.improvement, difference.p_value) == (0.0, 0.0, 0.5, 1.0)
+
+
+def test_a_row_s_interval_does_not_depend_on_the_other_rows_compared():
+    rng = np.random.default_rng(6)
+    mine = simulated(rng, {"easy": 0.7, "hard": 0.3}, 2.0, runs=3, seeds=2)
+    other = [{**t, "flags": rng.random(len(t["flags"])) < 0.5} for t in mine]  # the same references found otherwise
+    alone = bootstrap(*reversed(evidence({"mine": mine})), WEIGHTS, replicates=1000)
+    beside = bootstrap(*reversed(evidence({"other": other, "mine": mine})), WEIGHTS, replicates=1000)
+    assert alone.interval("mine") == beside.interval("mine")
+
+
+def test_with_folds_a_row_is_the_mean_of_its_training_runs_and_a_missing_run_only_drops_out():
+    rng = np.random.default_rng(8)
+    runs = []
+    for fold, tested in (("ts", ["r0", "r1"]), ("f1", ["r0"]), ("f2", ["r1"])):  # r0, r1 tested by two folds each
+        for seed in (0, 1):
+            for run in tested:
+                for name in WEIGHTS:
+                    runs.append({"seed": seed, "fold": fold, "run": run, "particle_type": name,
+                                 "flags": rng.random(10) < 0.6, "fp": int(rng.poisson(2))})  # fmt: skip
+    counts, matches = evidence({"row": runs})
+    found = bootstrap(matches, counts, WEIGHTS, replicates=500)
+    unit = counts.groupby(["seed", "fold", "particle_type"])[["tp", "fp", "references"]].sum().unstack()
+    scores = competition_score(*(unit[c][list(WEIGHTS)].to_numpy(float) for c in ("tp", "fp", "references")),
+                               np.array(list(WEIGHTS.values())))  # fmt: skip
+    assert found.observed["row"] == pytest.approx(scores.mean()) and found.runs["row"] == 6
+    matches = matches[(matches["seed"] != 1) | (matches["fold"] != "f2")]
+    fewer = bootstrap(matches, counts[(counts["seed"] != 1) | (counts["fold"] != "f2")], WEIGHTS, replicates=500)
+    assert fewer.runs["row"] == 5 and np.isfinite(fewer.statistic["row"]).all()
 
 
 def test_rows_of_one_family_share_their_seed_draws():

@@ -11,7 +11,15 @@ from benchmark.errors import BenchError
 from benchmark.report import costs, plots
 from benchmark.report.conditions import conditions, device
 from benchmark.report.markdown import interval, mean_std, steps, table
-from benchmark.report.verdict import UNIT, Verdict, metric_weights, threshold_transfer, tomogram_scores
+from benchmark.report.verdict import (
+    UNIT,
+    Verdict,
+    evaluated_references,
+    families_of,
+    metric_weights,
+    threshold_transfer,
+    tomogram_scores,
+)
 from benchmark.results import ResultsStore
 from metrics.bootstrap import CONFIDENCE, REPLICATES
 from metrics.comparison import ALPHA, Difference
@@ -41,10 +49,11 @@ class Report:
             raise BenchError(
                 f"no successful job in {store.folder}; nothing to report (see its manifest.json for the errors)"
             )
-        if evidence["counts"].empty:
+        missing = _without_evidence(self.weighted, evidence["counts"])
+        if missing:
             raise BenchError(
-                f"{store.folder} stores no per-tomogram counts (counts.csv: results from before they were kept); "
-                "re-run its suite with bench run"
+                f"{store.folder} stores no per-tomogram counts for {missing} (counts.csv: results from before they "
+                "were kept); re-run its suite with bench run"
             )
         names = [p["name"] for p in self.manifest.get("particles", [])] or list(
             dict.fromkeys(self.per_type["particle_type"])
@@ -53,27 +62,28 @@ class Report:
         self.hard = [p["name"] for p in self.manifest.get("particles", []) if p.get("hard")]
         self.evidence = {split: {name: frame[frame["split"] == split] for name, frame in evidence.items()}
                          for split in ("val", "test")}  # fmt: skip
-        rows = set(self.weighted["architecture"])
-        self.verdict = self._verdict(self.split, rows)
+        self.families = families_of(self.resources)  # an ensemble and the entries whose models it reused
+        self.verdict = self._verdict(self.split, set(self.weighted["architecture"]), self.families)
         self.order = self.verdict.order
         self.thresholds = thresholds[~thresholds["architecture"].isin(self.ablation["architecture"])]
-        self.variant_thresholds = thresholds[thresholds["architecture"].isin(self.ablation["architecture"])]
 
-    def _verdict(self, split: str, rows: set[str], families: dict[str, str] | None = None) -> Verdict:
+    def _verdict(
+        self, split: str, rows: set[str], families: dict[str, str], candidates: dict[str, str] | None = None
+    ) -> Verdict:
         """The verdict over some rows of one split's evidence."""
         counts, matches = (self.evidence[split][name] for name in EVIDENCE)
         return Verdict.of(counts[counts["architecture"].isin(rows)], matches[matches["architecture"].isin(rows)],
-                          self.weights, families)  # fmt: skip
+                          self.weights, families, candidates)  # fmt: skip
 
     @property
     def runs(self) -> int:
         """The most training runs (seeds x folds) any row has."""
-        return int(self.weighted.groupby("architecture").size().max())
+        return max(self.verdict.replicates.runs.values())
 
-    def competition(self, architecture: str, scores: pd.DataFrame | None = None) -> pd.Series:
-        """The competition score of each run (seed, fold) of an architecture."""
-        scores = self.weighted if scores is None else scores
-        return scores[scores["architecture"] == architecture].set_index(UNIT)["f4"]
+    def with_variants(self) -> pd.DataFrame:
+        """The evaluated split's per-type and weighted score rows of the entries and their ablation variants."""
+        variants = self.variant_scores[self.variant_scores["split"] == self.split]
+        return pd.concat([self.per_type, self.weighted, variants])
 
     def per_particle_table(self) -> str:
         """Precision, recall, F1 and F4 per particle type and architecture (mean ± std over runs)."""
@@ -122,25 +132,29 @@ class Report:
 
     def verdict_lines(self) -> list[str]:
         """What the interval covers, how the rows group, and what this suite's size can resolve."""
-        found, counts = self.verdict, self.evidence[self.split]["counts"]
-        tomograms = len(counts[["fold", "run"]].drop_duplicates())
-        first = counts[counts["architecture"] == found.order[0]]
-        references = int(first.loc[first["seed"] == first["seed"].min(), "references"].sum())
-        best = found.resolved_best()
-        leaders = [row for row in found.order if "a" in found.groups[row]]
+        found = self.verdict
+        tomograms, references = evaluated_references(self.evidence[self.split]["counts"], self.weights)
+        best, leaders = found.resolved_best(), found.leaders()
+        lines = [
+            f"Interval: the {CONFIDENCE:.0%} percentile interval of a hierarchical bootstrap ({REPLICATES:,} "
+            f"replicates) that redraws the {self.split} tomograms, the particles within them (Poisson weights on "
+            "every reference and false positive) and each row's training runs (seeds) at once; a training run's "
+            "score pools its tomograms (micro), a row's is the mean over its runs. With n seeds the bootstrap "
+            "shrinks their spread by (n - 1) / n, and a row that found every reference (or none) without false "
+            "positives gets an interval of zero width."
+        ]
+        if len(found.order) < 2:
+            return lines
         said = (f"`{best}` is resolved as the best row." if best else
                 f"The suite cannot tell apart the best rows: {', '.join(f'`{r}`' for r in leaders)} "
                 "(group a).")  # fmt: skip
         return [
-            f"Interval: the {CONFIDENCE:.0%} percentile interval of a hierarchical bootstrap ({REPLICATES:,} "
-            f"replicates) that redraws the {self.split} tomograms, the particles within them (Poisson weights on "
-            "every reference and false positive) and each row's training runs (seeds) at once; a run's score pools "
-            "its tomograms (micro), a row's is the mean over its runs. Groups: rows sharing a letter cannot be told "
-            f"apart (no paired difference between two rows of a group is resolved at {ALPHA:.0%} family-wise error, "
-            f"Holm-corrected over every pair); bold marks a best row resolved from every other. {said}",
+            lines[0] + f" Groups: rows sharing a letter cannot be told apart (their paired difference is not resolved "
+            f"at {ALPHA:.0%} family-wise error, Holm-corrected over every pair); bold marks a best row resolved from "
+            f"every other. {said}",
             "",
             f"What this suite can resolve: with {tomograms} {self.split} tomogram(s) holding {references} references "
-            f"and up to {self.runs} training run(s) per row, a paired difference must exceed about "
+            f"of scored types and up to {self.runs} training run(s) per row, a paired difference must exceed about "
             f"{found.resolvable:.3f} to be resolved (median over pairs of the half-width of the difference's "
             f"interval at Holm's strictest level, {ALPHA:.0%} / {len(found.differences)} pairs).",
         ]
@@ -153,20 +167,21 @@ class Report:
         rows = [[f"{d.first} - {d.second}", f"{d.mean:+.3f}", interval(d.low, d.high, signed=True),
                  f"{d.improvement:.2f}", f"{d.adjusted:.3f}", "yes" if d.resolved else "no"]
                 for d in self.verdict.differences]  # fmt: skip
-        header = ["Pair", "Difference", f"{CONFIDENCE:.0%} interval", "P(first beats second)", "Holm-adjusted p",
-                  "Resolved"]  # fmt: skip
+        header = ["Pair", "Difference", f"{CONFIDENCE:.0%} interval (unadjusted)", "P(first beats second)",
+                  "Holm-adjusted p", "Resolved"]  # fmt: skip
         return table(rows, header)
 
     def tomogram_table(self) -> str:
-        """The competition score of each architecture on each evaluated tomogram, with its references per type."""
+        """The competition score of each architecture on each evaluated tomogram, with its references of scored
+        types."""
         counts = self.evidence[self.split]["counts"]
         scores = tomogram_scores(counts, self.weights)
-        first = counts[counts["architecture"] == self.order[0]]
-        references = first[first["seed"] == first["seed"].min()].groupby(["fold", "run"])["references"].sum()
         folds = scores.index.get_level_values("fold").nunique() > 1
-        rows = [[*([fold] if folds else []), run, str(int(references.get((fold, run), 0))),
-                 *[f"{scores.at[(fold, run), arch]:.3f}" for arch in self.order]]
-                for fold, run in scores.index]  # fmt: skip
+        rows = []
+        for fold, run in scores.index:
+            references = evaluated_references(counts[counts["run"] == run], self.weights)[1]
+            rows.append([*([fold] if folds else []), run, str(references),
+                         *[f"{scores.at[(fold, run), arch]:.3f}" for arch in self.order]])  # fmt: skip
         return table(rows, [*(["Fold"] if folds else []), "Run", "References", *self.order])
 
     def transfer_table(self) -> str | None:
@@ -199,7 +214,7 @@ class Report:
         """The val competition score per architecture with its interval: the figure settings are chosen by."""
         if self.split == "val" or self.evidence["val"]["counts"].empty:
             return None
-        found = self._verdict("val", set(self.order))
+        found = self._verdict("val", set(self.order), self.families)
         rows = [[arch, f"{found.replicates.observed[arch]:.3f}", interval(*found.replicates.interval(arch)),
                  str(found.groups[arch])] for arch in self.order]  # fmt: skip
         return table(rows, ["Architecture", "Val competition score", f"{CONFIDENCE:.0%} interval", "Val group"])
@@ -215,10 +230,7 @@ class Report:
     def ablation_particle_table(self, base: str) -> str:
         """The study's table for one entry: per particle type, the base F4 and each variant's F4 with its change
         (means over runs), and the same for the competition score."""
-        scores = pd.concat(
-            [self.per_type, self.weighted, self.variant_scores[self.variant_scores["split"] == self.split]]
-        )
-        means = scores.groupby(["architecture", "particle_type"])["f4"].mean()
+        means = self.with_variants().groupby(["architecture", "particle_type"])["f4"].mean()
         rows = []
         for particle in [*dict.fromkeys(self.per_type["particle_type"]), "weighted"]:
             name = "**competition score**" if particle == "weighted" else particle
@@ -236,9 +248,9 @@ class Report:
         same fitted models and tomograms), the change on val (what chose the settings), its extra post-processing
         time and its candidates."""
         rows, family = [], [base, *(f"{base}+{v}" for v in self.variants(base))]
-        families = {label: base for label in family}
-        evaluated = self._verdict(self.split, set(family), families)
-        val = self._verdict("val", set(family), families) if self.split == "test" else None
+        same = {label: base for label in family}  # the same fitted models and, before the variant's steps, candidates
+        evaluated = self._verdict(self.split, set(family), same, same)
+        val = self._verdict("val", set(family), same, same) if self.split == "test" else None
         for variant in self.variants(base):
             label = f"{base}+{variant}"
             found = self.ablation[self.ablation["architecture"] == label]
@@ -296,8 +308,7 @@ class Report:
         repeats = self.manifest["repeats"]
         warm_up = "the val runs" if self.split == "test" else "the first val run"
         paired, validation, transfer = self.paired_table(), self.validation_table(), self.transfer_table()
-        val_runs = self.manifest["split"]["val"]
-        val_references = self.thresholds.groupby(["architecture", *UNIT])["references"].sum().max()
+        val_tomograms, val_references = evaluated_references(self.evidence["val"]["counts"], self.weights)
         return "\n".join(
             [
                 f"# Suite `{self.manifest['suite']['name']}`",
@@ -319,12 +330,13 @@ class Report:
                     [
                         "### Paired differences of the competition score",
                         "",
-                        "Each difference is computed on the same bootstrap draws of the test tomograms and their "
-                        "particles "
-                        "(paired on them, not on seed numbers: the seeds of two architectures share nothing but the "
-                        "number). P(first beats second): the probability that a new training run of the first scores "
-                        "higher than one of the second on a new draw of the test set (ties count half, as rliable's "
-                        "probability of improvement).",
+                        f"Each difference is computed on the same bootstrap draws of the {self.split} tomograms and "
+                        "their particles (paired on them, not on seed numbers: the seeds of two architectures share "
+                        "nothing but the number; an ensemble shares its seeds' draws with the entries whose models it "
+                        "reused). The interval is the plain 95% one; Resolved: the Holm-adjusted p (two-sided, over "
+                        "every pair) is below 5%. P(first beats second): the probability that a new training run of "
+                        "the first scores higher than one of the second on a new draw of the test set (ties count "
+                        "half, as rliable's probability of improvement).",
                         "",
                         paired,
                         "",
@@ -342,7 +354,8 @@ class Report:
                 f"## Per-tomogram scores ({self.split} runs)",
                 "",
                 "The competition score of each architecture on each tomogram alone (mean over runs), from the stored "
-                "per-tomogram counts (counts.csv).",
+                "per-tomogram counts (counts.csv); a type without references in a tomogram scores F4 0 there, as in "
+                "the competition's metric, so a perfect picker scores below 1 on a tomogram that lacks a type.",
                 "",
                 self.tomogram_table(),
                 "",
@@ -350,11 +363,11 @@ class Report:
                     [
                         "## Threshold transfer",
                         "",
-                        f"Score thresholds are tuned per particle type on the val runs ({len(val_runs)} tomogram(s), "
-                        f"{val_references} references), pooled, then frozen. Beside the test score at those thresholds "
+                        f"Score thresholds are tuned per particle type on the val runs ({val_tomograms} tomogram(s), "
+                        f"{val_references} references of scored types), pooled, then frozen. Beside the test score at "
+                        "those thresholds "
                         "stands the test score at the thresholds that would have been best on test: an oracle, shown "
-                        "for "
-                        "the price of tuning on val and never used for any choice (means over runs).",
+                        "for the price of tuning on val and never used for any choice (means over runs).",
                         "",
                         transfer,
                         "",
@@ -455,11 +468,10 @@ class Report:
 
     def ablation_plot(self) -> Figure:
         """Per entry with variants, the change of F4 per particle type and of the competition score, per variant."""
-        evaluated = pd.concat(
-            [self.per_type, self.weighted, self.variant_scores[self.variant_scores["split"] == self.split]]
-        )
         particles = list(dict.fromkeys(self.per_type["particle_type"]))
-        return plots.ablation(evaluated, particles, {base: self.variants(base) for base in self.ablated()}, self.split)
+        return plots.ablation(
+            self.with_variants(), particles, {base: self.variants(base) for base in self.ablated()}, self.split
+        )
 
 
 def _change(found: Verdict, variant: str, base: str) -> Difference:
@@ -468,3 +480,11 @@ def _change(found: Verdict, variant: str, base: str) -> Difference:
         return found.difference(variant, base)
     except KeyError:
         return found.difference(base, variant).reversed()
+
+
+def _without_evidence(weighted: pd.DataFrame, counts: pd.DataFrame) -> str | None:
+    """The jobs (label, seed, fold) with scores but no per-tomogram counts, named, or None."""
+    have = set(zip(counts["architecture"], counts["seed"].astype(int), counts["fold"].astype(str), strict=True))
+    jobs = zip(weighted["architecture"], weighted["seed"].astype(int), weighted["fold"].astype(str), strict=True)
+    missing = [f"{label} seed {seed} fold {fold}" for label, seed, fold in jobs if (label, seed, fold) not in have]
+    return ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "") if missing else None

@@ -8,9 +8,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from benchmark.report.costs import PARTS
-from benchmark.report.verdict import Verdict
+from benchmark.report.verdict import UNIT, Verdict
 
-UNIT = ["seed", "fold"]
 LABELLED_POINTS = 4  # a trade-off plot names its points beside them up to this many architectures
 
 
