@@ -36,6 +36,7 @@ from monai.networks.blocks import Convolution
 from torch import nn
 
 from architectures.parts.segmenter import PatchSegmenter
+from architectures.parts.training import SCHEDULE_DEFAULTS
 from benchmark.registry import register
 
 DEFAULTS = {
@@ -59,6 +60,12 @@ DEFAULTS = {
     "tile_size": [184, 234, 180],  # the largest region (z, y, x) inferred at once, 36 bytes per voxel
     "min_size_fraction": 0.2,  # smallest component kept, x the target sphere's volume
     "pretrained": None,  # path of a saved state dict to start from
+    **SCHEDULE_DEFAULTS,  # warm-up and decay sized to the epoch bound, clipping, EMA (architectures.parts.training)
+}
+SEARCH_SPACE = {  # what bench tune searches: settings a step's cost does not depend on
+    "lr": {"low": 3.0e-4, "high": 1.0e-2, "log": True},
+    "particle_share": {"low": 0.5, "high": 0.95},
+    "warmup_fraction": {"choices": [0.0, 0.05, 0.2]},
 }
 
 
@@ -138,6 +145,7 @@ class DeepFindET(PatchSegmenter):
     """DeepFindET's residual U-Net on sphere targets, class-balanced patches, tiled sliding-window inference."""
 
     defaults = DEFAULTS
+    search_space = SEARCH_SPACE
     memory_format = torch.channels_last_3d
 
     def network_for(self) -> ResidualUNet:

@@ -18,7 +18,9 @@ default (the three channels the backbones expect); per-slice detections are merg
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +33,10 @@ from torchvision.models.detection.backbone_utils import mobilenet_backbone
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from architectures.parts.device import to_device
+from architectures.parts.device import autocast, to_device
 from architectures.parts.merge import SliceBoxes, detect_slices, picks_from_detections
 from architectures.parts.slices import SliceSpec, augment_slice, box_targets, normalised_volume, slice_images
+from architectures.parts.training import SCHEDULE_DEFAULTS, Optimisation, check_schedule
 from architectures.parts.volumes import class_count
 from benchmark.data import Tomogram
 from benchmark.errors import BenchError
@@ -63,6 +66,12 @@ DEFAULTS = {
     "merge_z": 2,  # slices a link may span (2 bridges one missed slice)
     "predict_batch": 8,
     "pretrained": None,  # path of a saved state dict to start from
+    **SCHEDULE_DEFAULTS,  # warm-up and decay sized to the epoch bound, clipping, EMA (architectures.parts.training)
+}
+SEARCH_SPACE = {  # what bench tune searches: settings a step's cost does not depend on
+    "lr": {"low": 1.0e-4, "high": 3.0e-3, "log": True},
+    "positive_share": {"low": 0.5, "high": 0.95},
+    "weight_decay": {"low": 1.0e-5, "high": 1.0e-2, "log": True},
 }
 WEIGHTS = "detector.pt"
 CONFIG = "config.json"
@@ -75,9 +84,17 @@ class FasterRCNNSlices(Architecture):
 
     kind = "2d-detector"
     defaults = DEFAULTS
+    search_space = SEARCH_SPACE
+
+    @classmethod
+    def check_config(cls, config: dict) -> None:
+        """Unknown options (as every plug-in) and schedule options out of range: before any job runs."""
+        super().check_config(config)
+        check_schedule(config, "faster-rcnn")
 
     def __init__(self, config, particles, device, seed):
         super().__init__(config, particles, device, seed)
+        self.optimisation: Optimisation | None = None  # set by fit
         if self.config["backbone"] not in BACKBONES:
             raise BenchError(f"faster-rcnn: backbone '{self.config['backbone']}' is one of {', '.join(BACKBONES)}")
         self.spec = SliceSpec(
@@ -89,38 +106,39 @@ class FasterRCNNSlices(Architecture):
         self.network: FasterRCNN | None = None
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], budget: Budget, tracker: Tracker) -> None:
-        """Train on slices of the train runs: `positive_share` of them hold a particle, all are augmented."""
-        # fp32 whatever the suite's precision: under autocast torchvision's box coder casts anchors and proposals to
-        # the head's bf16, which rounds them to 2-4 pixels on 630-pixel slices (an apo-ferritin box is about 12)
-        self.precision = "fp32"
+        """Train on slices of the train runs: `positive_share` of them hold a particle, all are augmented; the schedule
+        is sized to the budget's epoch bound."""
         c = self.config
         sampler = SliceSampler(train, self.particles, self.spec, c, self.seed)
         self.statistics, self.shape = sampler.statistics, sampler.shape
         self.pixel = train[0].tomogram.level_voxel_size(self.spec.level)
         self.network = self._build()
-        self.network.train()
-        optimiser = self._optimiser()
+        self.optimisation = Optimisation(self.network, self._optimiser(), c, budget, c["steps_per_epoch"])
         unit = "x".join(map(str, self.shape)) + " slices"
         for _ in tracker.epochs(samples=c["steps_per_epoch"] * c["batch_size"], unit=unit):
+            self.network.train()  # again after a learning-curve point's predictions
             total, steps = torch.zeros((), device=self.device), 0
             for _ in range(c["steps_per_epoch"]):
                 if tracker.exhausted():
                     break
                 with tracker.waiting():
                     images, targets = sampler.batch(c["batch_size"], self.device)
-                total += self.training_step(images, targets, optimiser)
+                total += self.training_step(images, targets, self.optimisation)
                 steps += 1
             tracker.log(loss=total.item() / steps if steps else float("nan"))  # the epoch's one host sync
+        self.optimisation.finish()
         self.network.eval()
 
+    def interim(self) -> AbstractContextManager[None]:
+        """`predict` on the detector trained so far (its weight average, when there is one), mid-`fit`."""
+        return self.optimisation.predicting()
+
     def training_step(
-        self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]], optimiser: torch.optim.Optimizer
+        self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]], optimisation: Optimisation
     ) -> torch.Tensor:
         """One optimisation step on a batch of slices and their boxes; returns the loss, detached, on the device."""
         loss = sum(self.network(images, targets).values())
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        optimisation.step(loss)
         return loss.detach()
 
     def predict(self, tomogram: Tomogram) -> pd.DataFrame:
@@ -190,7 +208,23 @@ class FasterRCNNSlices(Architecture):
             network = self._detector(class_count(self.particles), options)
         if c["pretrained"]:
             network.load_state_dict(torch.load(c["pretrained"], map_location="cpu", weights_only=True))
+        network.backbone.forward = self._mixed(network.backbone.forward)
         return network.to(self.device)
+
+    def _mixed(self, forward: Callable) -> Callable:
+        """The backbone's forward in the suite's precision, its features handed on in float32.
+
+        Only the backbone (and FPN), nearly all of the detector's arithmetic, runs under autocast: under autocast
+        torchvision's box coder would cast anchors and proposals to the heads' bf16, which rounds them to 2-4 pixels
+        on 630-pixel slices (an apo-ferritin box is about 12), so the RPN and box heads and their losses stay fp32.
+        """
+
+        def mixed(images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+            with autocast(self.device, self.precision):
+                features = forward(images)
+            return OrderedDict((name, value.float()) for name, value in features.items())
+
+        return mixed
 
     def _detector(self, classes: int, options: dict) -> FasterRCNN:
         """torchvision's Faster R-CNN with the configured backbone and the particles' anchors, untrained.

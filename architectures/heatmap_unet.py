@@ -38,6 +38,7 @@ from torch import nn
 
 from architectures.parts.patch_network import PatchNetwork
 from architectures.parts.peaks import picks_from_voxels, pooled_maxima, refined_centres
+from architectures.parts.training import SCHEDULE_DEFAULTS
 from architectures.parts.volumes import class_count, paint_gaussians, window_outputs
 from benchmark.data import Tomogram
 from benchmark.errors import BenchError
@@ -69,6 +70,12 @@ DEFAULTS = {
     "min_score": 0.01,  # lowest peak kept as a candidate
     "max_peaks": 2000,  # most candidates per class and tomogram
     "pretrained": None,  # path of a saved state dict to start from
+    **SCHEDULE_DEFAULTS,  # warm-up and decay sized to the epoch bound, clipping, EMA (architectures.parts.training)
+}
+SEARCH_SPACE = {  # what bench tune searches: settings a step's cost does not depend on
+    "lr": {"low": 3.0e-4, "high": 1.0e-2, "log": True},
+    "pos_weight": {"low": 2.0, "high": 128.0, "log": True},
+    "sigma_fraction": {"low": 0.15, "high": 0.5},
 }
 FLIPS = {"x": (-1,), "y": (-2,), "yx": (-2, -1)}
 
@@ -79,6 +86,7 @@ class HeatmapUNet(PatchNetwork):
 
     kind = "point-detector"
     defaults = DEFAULTS
+    search_space = SEARCH_SPACE
     memory_format = torch.channels_last_3d
 
     @classmethod

@@ -35,6 +35,7 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
 from architectures.parts.segmenter import PatchSegmenter
+from architectures.parts.training import SCHEDULE_DEFAULTS
 from benchmark.registry import register
 
 DEFAULTS = {
@@ -60,6 +61,12 @@ DEFAULTS = {
     "tile_size": [184, 240, 240],  # the largest region (z, y, x) inferred at once, 36 bytes per voxel
     "min_size_fraction": 0.2,  # smallest component kept, x the target sphere's volume
     "pretrained": None,  # path of a saved state dict to start from
+    **SCHEDULE_DEFAULTS,  # warm-up and decay sized to the epoch bound, clipping, EMA (architectures.parts.training)
+}
+SEARCH_SPACE = {  # what bench tune searches: settings a step's cost does not depend on
+    "lr": {"low": 3.0e-4, "high": 1.0e-2, "log": True},
+    "particle_share": {"low": 0.5, "high": 0.95},
+    "lambda_dice": {"low": 0.25, "high": 2.0, "log": True},
 }
 
 
@@ -68,6 +75,7 @@ class UNet3D(PatchSegmenter):
     """MONAI's residual UNet with Dice + cross-entropy on sphere targets, tiled sliding-window inference."""
 
     defaults = DEFAULTS
+    search_space = SEARCH_SPACE
     memory_format = torch.channels_last_3d
 
     def network_for(self) -> UNet:

@@ -67,7 +67,7 @@ DEFAULTS = {
     "translate": 0.1,
     "flip": 0.5,  # probability of each x-y flip (ultralytics' flipud and fliplr)
     "schedule_epochs": 100,  # length of the learning-rate schedule when the budget has no epoch bound
-    "amp": False,  # GPU only: False (fp32) or "bf16"; fp16 AMP needs ultralytics' AMP check, which downloads weights
+    "amp": "suite",  # GPU only: the suite's precision, False (fp32) or "bf16"; fp16 needs a check that downloads
     "workers": 0,  # dataloader processes (ultralytics uses none on CPU)
     "conf": 0.001,  # lowest detection confidence kept per slice (the runner tunes the 3D thresholds on val)
     "iou": 0.7,  # per-slice NMS
@@ -76,6 +76,11 @@ DEFAULTS = {
     "merge_z": 2,  # slices a link may span (2 bridges one missed slice)
     "predict_batch": 16,
     "pretrained": None,  # path of a local ultralytics checkpoint (.pt) to start from
+}
+SEARCH_SPACE = {  # what bench tune searches: settings a step's cost does not depend on
+    "lr": {"low": 5.0e-4, "high": 1.0e-2, "log": True},
+    "weight_decay": {"low": 1.0e-5, "high": 1.0e-2, "log": True},
+    "translate": {"low": 0.0, "high": 0.3},
 }
 WEIGHTS = "yolov8.pt"
 CONFIG = "config.json"
@@ -89,20 +94,24 @@ class YOLOv8Slices(Architecture):
 
     kind = "2d-detector"
     defaults = DEFAULTS
+    search_space = SEARCH_SPACE
 
     def __init__(self, config, particles, device, seed):
         super().__init__(config, particles, device, seed)
         c = self.config
         if c["size"] not in SIZES:
             raise BenchError(f"yolov8: size '{c['size']}' is one of {', '.join(SIZES)}")
-        if c["amp"] not in (False, "bf16"):
-            raise BenchError(f"yolov8: amp {c['amp']!r} is false or 'bf16' (fp16 AMP's check downloads weights)")
+        if c["amp"] not in ("suite", False, "bf16"):
+            raise BenchError(
+                f"yolov8: amp {c['amp']!r} is 'suite', false or 'bf16' (fp16 AMP's check downloads weights)"
+            )
         if c["pretrained"] and not Path(c["pretrained"]).is_file():
             raise BenchError(f"yolov8: pretrained '{c['pretrained']}' is not a local file (nothing is downloaded)")
         self.spec = _slice_spec(c)
         self.imgsz: int | None = None  # the network's input size (slice size up to a multiple of 32), set by fit
         self.checkpoint: bytes | None = None  # ultralytics' checkpoint of the trained network, set by fit
         self.detector = None  # ultralytics' YOLO loaded from the checkpoint
+        self.last: Path | None = None  # the trainer's checkpoint of its last epoch, while fit runs
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], budget: Budget, tracker: Tracker) -> None:
         """Write the train slices in ultralytics' layout and train with its trainer, epochs driven by the tracker."""
@@ -111,8 +120,7 @@ class YOLOv8Slices(Architecture):
             from ultralytics.utils.callbacks import get_default_callbacks
 
             dataset = write_dataset(train, self.particles, self.spec, self.config, folder / "dataset")
-            # ultralytics runs its own mixed precision (its `amp`), not the suite's: record what it runs
-            self.precision = (self.config["amp"] or "fp32") if self._device() != "cpu" else "fp32"
+            self.precision = self._amp() or "fp32"  # what ultralytics' own mixed precision runs in
             self.imgsz = 32 * math.ceil(max(dataset.shape) / 32)
             clock = EpochClock(tracker, dataset.images, "x".join(map(str, dataset.shape)) + " slices")
             events = get_default_callbacks()
@@ -122,16 +130,24 @@ class YOLOv8Slices(Architecture):
                 trainer = _trainer()(
                     overrides=self.train_arguments(dataset.data, folder / "runs", budget), _callbacks=events
                 )
+                self.last = trainer.last
                 trainer.train()
             weights = trainer.best if trainer.best.exists() else trainer.last
             self.checkpoint = weights.read_bytes()
             self.detector = _detector(weights)
+            self.last = None
+
+    @contextmanager
+    def interim(self) -> Iterator[None]:
+        """`predict` on the last epoch's checkpoint (ultralytics saves it, with its weight average, before the
+        tracker's epoch ends), mid-`fit`."""
+        self.detector = _detector(self.last)
+        yield
 
     def train_arguments(self, data: Path, runs: Path, budget: Budget) -> dict:
         """ultralytics' training arguments: the config's, the budget's epoch bound (the learning-rate schedule's
         length), the seed, and everything else fixed for tomograms and for the harness."""
         c = self.config
-        on_cpu = self._device() == "cpu"
         return {
             "model": f"yolov8{c['size']}.yaml",
             "task": "detect",
@@ -145,7 +161,7 @@ class YOLOv8Slices(Architecture):
             "seed": self.seed,
             "deterministic": True,
             "pretrained": str(c["pretrained"]) if c["pretrained"] else False,
-            "amp": False if on_cpu else c["amp"],
+            "amp": self._amp(),
             "optimizer": c["optimizer"],
             "lr0": c["lr"],
             "lrf": c["lrf"],
@@ -213,6 +229,11 @@ class YOLOv8Slices(Architecture):
         with _work_folder(self.workdir) as folder:
             _import_ultralytics(folder)
         self.detector = _detector(directory / WEIGHTS)
+
+    def _amp(self) -> str | bool:
+        """ultralytics' mixed precision on this device: "bf16" (the suite's, or the config's) on a GPU, else False."""
+        amp = ("bf16" if self.precision == "bf16" else False) if self.config["amp"] == "suite" else self.config["amp"]
+        return False if self._device() == "cpu" else amp
 
     def _device(self) -> str:
         """The device as ultralytics names it: 'cpu', 'mps' or a CUDA index."""

@@ -6,7 +6,7 @@ import abc
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -98,6 +98,11 @@ class Tracker:
     train_seconds: float | None = None  # from the call of fit to its return, set by the runner
     #: per epoch, the seconds its steps waited for their data; empty when the plug-in does not time it.
     data_seconds: list[float] = field(default_factory=list)
+    #: epoch counts after which `at_curve_point` is called with the count (a learning-curve point); the seconds it
+    #: takes stop the budget's clock (they are not training) and add up in `curve_seconds`
+    curve_epochs: tuple[int, ...] = ()
+    at_curve_point: Callable[[int], None] | None = None
+    curve_seconds: float = 0.0
     clock: Callable[[], float] = time.perf_counter
     _waited: float | None = field(default=None, init=False, repr=False)  # this epoch's wait; None until one is timed
 
@@ -141,9 +146,21 @@ class Tracker:
                 self.epoch_seconds.append(self.clock() - begin)
                 if self._waited is not None:
                     self.data_seconds.append(self._waited)
+            if len(self.epoch_seconds) in self.curve_epochs and self.at_curve_point is not None:
+                self._pause_for(self.at_curve_point, len(self.epoch_seconds))
             if self.progress is not None:
                 self.progress(epoch, self.logs[-1] if len(self.logs) > epoch else {})
             epoch += 1
+
+    def _pause_for(self, evaluate: Callable[[int], None], epochs: int) -> None:
+        """Run a learning-curve evaluation with the budget's clock stopped."""
+        self.synchronize()
+        begin = self.clock()
+        evaluate(epochs)
+        self.synchronize()
+        spent = self.clock() - begin
+        self.started = (begin if self.started is None else self.started) + spent
+        self.curve_seconds += spent
 
     @contextmanager
     def waiting(self) -> Iterator[None]:
@@ -187,6 +204,10 @@ class Architecture(abc.ABC):
     kind: ClassVar[str] = "other"
     #: every config option with its default; when given, a suite's unknown option is an error, not ignored.
     defaults: ClassVar[dict[str, Any]] = {}
+    #: what `bench tune` searches: option -> {low, high, log} (floats), {low, high, step} (integers: both bounds
+    #: integers) or {choices: [...]}; settings a step's cost does not depend on, so that every trial gets the compute
+    #: of the row. A suite's `tune:` section replaces it for an entry.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
     #: a folder of the job's own for files a plug-in needs while it trains or predicts (datasets in a library's
     #: layout, a library's settings and runs); the runner sets it before `fit`, None when run outside a job.
     workdir: Path | None = None
@@ -228,6 +249,11 @@ class Architecture(abc.ABC):
     @abc.abstractmethod
     def predict(self, tomogram: Tomogram) -> pd.DataFrame:
         """All candidate picks with columns particle_type, x, y, z (Å) and score; the runner thresholds them."""
+
+    def interim(self) -> AbstractContextManager[None] | None:
+        """A context in which `predict` works on the model trained so far, entered between two epochs of `fit` for a
+        learning-curve point; None (the default) when the plug-in cannot predict mid-training: it has no curve."""
+        return None
 
     @abc.abstractmethod
     def save(self, directory: Path) -> None:

@@ -37,6 +37,7 @@ from benchmark.evaluation import (
 from benchmark.files import write_json, write_text
 from benchmark.interface import Architecture, Sample, SavedModel, Tracker
 from benchmark.jobspec import RESULT, JobSpec, job_budget, mark_phase, reusable_entries
+from benchmark.learning_curve import LearningCurve, curve_epochs, predicts_mid_fit
 from benchmark.processes import die_with, stop_descendants
 from benchmark.registry import ARCHITECTURES
 from benchmark.resource_columns import latency_columns, members_note, memory_columns, training_columns
@@ -94,8 +95,12 @@ def run_job(job: JobSpec) -> dict:
         model.saved_models = {
             r["index"]: SavedModel(r["label"], Path(r["folder"]), r["train_seconds"]) for r in job.reuse
         }
+        curve = LearningCurve(model, spec, project, samples, tracker, tracker.synchronize)
+        if predicts_mid_fit(model):
+            tracker.curve_epochs = curve_epochs(suite.learning_curve, budget.epochs)
+            tracker.at_curve_point = curve
         mark_phase(folder, "fit")
-        _fit(model, samples, tracker, job.key)
+        fit_timed(model, samples, tracker, job.key)
     mark_phase(folder, "predict")
     model.save(folder / "model")
 
@@ -138,7 +143,9 @@ def run_job(job: JobSpec) -> dict:
             "predict_seconds": predict_seconds,
             "postprocess_seconds": postprocess_seconds,
             "score_seconds": score_seconds,
+            "curve_seconds": tracker.curve_seconds if tracker.curve_epochs else None,
         },
+        "curves": curve.finish(evaluated.scores),
         "variants": ablation,
         "postprocess_fitted": json.loads(json.dumps(base.fitted, default=plain)),
         "latency": latency.to_dict("records"),
@@ -147,7 +154,7 @@ def run_job(job: JobSpec) -> dict:
     }
 
 
-def _fit(model: Architecture, samples: dict[str, list[Sample]], tracker: Tracker, key: str) -> None:
+def fit_timed(model: Architecture, samples: dict[str, list[Sample]], tracker: Tracker, key: str) -> None:
     """Fit with an epoch progress bar; the budget's clock starts with the call."""
     with tqdm(total=tracker.budget.epochs, desc=f"{key} fit", unit="epoch", leave=False) as bar:
 
@@ -237,6 +244,7 @@ def _result(job: JobSpec, folder: Path) -> dict:
     seconds = time.time() - psutil.Process().create_time()  # the whole process: start, imports, work, writes
     fit = resources["train_seconds"] - resources["reused_train_seconds"]  # this process's own fit
     work = fit + resources["predict_seconds"] + resources["postprocess_seconds"] + resources["score_seconds"]
+    work += resources["curve_seconds"] or 0.0
     result["resources"] = {**resources, "job_seconds": seconds, "overhead_seconds": seconds - work}
     return result
 

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from benchmark.calibration import read_calibration
 from benchmark.data import Project
 from benchmark.errors import BenchError
 from benchmark.files import name_limit
 from benchmark.interface import Architecture
 from benchmark.job import load_samples
+from benchmark.jobspec import reusable_entries
 from benchmark.postprocessing import Pipeline
 from benchmark.registry import ARCHITECTURES, POSTPROCESSING
 from benchmark.results import job_id
@@ -29,6 +31,29 @@ def check_device(device: str, here: bool = True) -> None:
             raise BenchError(f"device '{device}' requested but CUDA is not available here; use --device cpu")
     elif device != "cpu" and not device.startswith("cuda"):
         raise BenchError(f"unknown device '{device}'; use cpu or cuda")
+
+
+def learned_entries(suite: Suite) -> list[ArchitectureSpec]:
+    """The entries that train a model of their own for a number of epochs: neither classical nor ensembles."""
+    return [
+        spec
+        for spec in suite.architectures
+        if getattr(factory := ARCHITECTURES.get(spec.name), "kind", "other") != "classical"
+        and not reusable_entries(factory, spec.config)
+    ]
+
+
+def check_calibrated(suite: Suite) -> None:
+    """A suite that promises equal training time has a calibrated bound for every learned entry."""
+    if suite.calibration is None:
+        return
+    calibrated = read_calibration(suite.calibration, suite.name)["entries"]
+    missing = [spec.label for spec in learned_entries(suite) if spec.label not in calibrated]
+    if missing:
+        raise BenchError(
+            f"suite {suite.name}: {', '.join(missing)} not in calibration {suite.calibration}, so not given "
+            f"{suite.train_seconds:g} s of training like the others; run: bench calibrate --suite {suite.name}"
+        )
 
 
 def check_plugins(specs: list[ArchitectureSpec]) -> None:

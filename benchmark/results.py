@@ -30,7 +30,7 @@ TABLES = {
         "timed_split", "repeats", "infer_read_seconds", "infer_model_seconds", "infer_postprocess_seconds",
         "infer_seconds_per_tomogram", "infer_seconds_per_tomogram_iqr", "infer_seconds_per_slice",
         "infer_seconds_per_slice_iqr", "job_seconds", "predict_seconds", "postprocess_seconds", "score_seconds",
-        "overhead_seconds",
+        "overhead_seconds", "curve_seconds",
     ],
     # per type: the val-tuned threshold and its val F4, and the oracle's on the evaluated split (never used to choose)
     "thresholds": [*JOB, "particle_type", "threshold", "val_f4", "references", "oracle_threshold", "oracle_f4"],
@@ -41,6 +41,9 @@ TABLES = {
     # one row per ablation variant; "architecture" holds `<label>+<variant>`, "base" the entry's label
     "ablation": [*JOB, "base", "variant", "steps", "fitted", "fit_seconds", "postprocess_seconds",
                  "candidates_before", "candidates_after"],
+    # per learning-curve point of a deep job: the val competition score (thresholds tuned on val at that point)
+    # after `epoch` epochs, `fraction` of its bound, and the training seconds spent by then (evaluation excluded)
+    "curves": [*JOB, "fraction", "epoch", "train_seconds", "val_score", "eval_seconds"],
     "latency": [*JOB, "run", "repeat", "z_slices", "read_seconds", "model_seconds", "postprocess_seconds",
                 "total_seconds"],
 }  # fmt: skip
@@ -50,7 +53,8 @@ TEXT = [
     "members", "reused", "memory_kind", "nvml_status", "timed_split", "run", "base", "variant", "steps", "fitted",
 ]  # fmt: skip
 RESTORE = "restore it (e.g. git checkout) or start a new run"
-EVERY_JOB = ("scores", "resources", "thresholds", "latency", "counts", "matches")  # what every successful job adds to
+#: what every successful job adds to (curves: no rows for a job without learning-curve points)
+EVERY_JOB = ("scores", "resources", "thresholds", "latency", "counts", "matches", "curves")
 KEPT_SINCE_FIRST = ("scores", "resources", "thresholds", "latency")  # every job stored these; older ones not the rest
 VARIANT_TABLES = ("scores", "thresholds", "counts", "matches")  # what each ablation variant adds to, beside its row
 #: columns added after results were first committed: a stored table without them reads them as empty
@@ -63,6 +67,7 @@ ADDED = {
         "compute_precision",
         "data_wait_share",
         "parallel_jobs",
+        "curve_seconds",
     ],
     "thresholds": ["oracle_threshold", "oracle_f4"],
 }

@@ -21,7 +21,7 @@ from benchmark.interface import Budget
 from benchmark.jobspec import PHASE, RESULT, JobSpec, job_budget, read_phase, reusable_entries
 from benchmark.launchers import Launcher, Running, Slot, make_launcher, still_running
 from benchmark.particles import ParticleTable
-from benchmark.preflight import check_device, check_name_lengths, check_plugins, preflight
+from benchmark.preflight import check_calibrated, check_device, check_name_lengths, check_plugins, preflight
 from benchmark.processes import Orphanage
 from benchmark.reference import reference_line
 from benchmark.registry import ARCHITECTURES
@@ -93,6 +93,7 @@ def run_suite(
             )
         specs = suite.select(options.arch)
         check_plugins(specs)
+        check_calibrated(suite)
         launcher, jobs, settings = _launcher(suite, manifest, launcher, jobs, dict(launch_options or {}), echo)
         if manifest is None:
             check_device(options.device, here=launcher != "slurm")

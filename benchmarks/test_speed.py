@@ -9,6 +9,7 @@ import torch
 
 from architectures.deepfindet import DeepFindET, tversky_loss
 from architectures.faster_rcnn import FasterRCNNSlices
+from architectures.parts.training import Optimisation
 from benchmark.data import Project
 from benchmark.interface import Tracker
 from benchmark.job import build, load_samples
@@ -74,9 +75,9 @@ def test_deepfindet_training_step(benchmark, suite_name, rounds):
     images = rng.normal(size=shape).astype(np.float32)
     targets = rng.integers(0, 7, size=shape)
     model.network.train()
-    optimiser = torch.optim.Adam(model.network.parameters(), lr=c["lr"])
+    optimisation = Optimisation(model.network, torch.optim.Adam(model.network.parameters(), lr=c["lr"]), c)
     loss = benchmark.pedantic(
-        model.training_step, args=(images, targets, optimiser, tversky_loss(c)), rounds=rounds, warmup_rounds=1
+        model.training_step, args=(images, targets, optimisation, tversky_loss(c)), rounds=rounds, warmup_rounds=1
     )
     assert np.isfinite(loss)
 

@@ -54,6 +54,7 @@ import zarr
 from architectures.faster_rcnn import FasterRCNNSlices, SliceSampler
 from architectures.parts.patch_network import PatchNetwork
 from architectures.parts.slices import normalised_volume, slice_images
+from architectures.parts.training import Optimisation
 from architectures.parts.volumes import PatchSampler, SlidingWindow
 from architectures.yolov8 import (
     YOLOv8Slices,
@@ -137,9 +138,9 @@ def patch_steps(model: PatchNetwork, suite_name: str, folder: Path) -> Iterator[
         seed=model.seed,
         device=model.device,
     )
-    optimiser = torch.optim.Adam(model.network.parameters(), lr=c["lr"])
+    optimisation = Optimisation(model.network, torch.optim.Adam(model.network.parameters(), lr=c["lr"]), c, BUDGET)
     model.network.train()
-    step = partial(model.training_step, optimiser=optimiser, loss_function=model.loss_function())
+    step = partial(model.training_step, optimisation=optimisation, loss_function=model.loss_function())
     yield paths(step, lambda: sampler.batch(c["batch_size"]))
 
 
@@ -168,9 +169,11 @@ def detector_steps(model: FasterRCNNSlices, suite_name: str, folder: Path) -> It
     set_up(model, runs)
     c = model.config
     sampler = SliceSampler(runs, PARTICLES, model.spec, c, model.seed)
-    optimiser = model._optimiser()
+    optimisation = Optimisation(model.network, model._optimiser(), c, BUDGET)
     model.network.train()
-    yield paths(partial(model.training_step, optimiser=optimiser), lambda: sampler.batch(c["batch_size"], model.device))
+    yield paths(
+        partial(model.training_step, optimisation=optimisation), lambda: sampler.batch(c["batch_size"], model.device)
+    )
 
 
 def yolo_ready(model: YOLOv8Slices, suite_name: str, folder: Path) -> None:

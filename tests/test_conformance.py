@@ -13,6 +13,7 @@ from benchmark.coords import XYZ, inside_volume
 from benchmark.data import Project
 from benchmark.interface import PREDICTION_COLUMNS, Tracker, check_predictions
 from benchmark.job import build, load_samples, seed_everything
+from benchmark.learning_curve import predicts_mid_fit
 from benchmark.registry import ARCHITECTURES
 from benchmark.suite import ArchitectureSpec, load_suite
 
@@ -88,3 +89,39 @@ def test_save_then_load_gives_identical_predictions(fitted, tmp_path):
 def test_same_seed_gives_identical_predictions_on_cpu(fitted):
     again, _ = fitted.fit(seed=0)
     pd.testing.assert_frame_equal(again.predict(fitted.test[0].tomogram), fitted.predictions)
+
+
+def test_every_deep_plugin_predicts_mid_fit():
+    """The learning curves need every network-trained row to predict between its epochs."""
+    deep = [
+        name
+        for name in ARCHITECTURES.names()
+        if getattr(ARCHITECTURES.get(name), "kind", "") not in ("classical", "ensemble")
+    ]
+    assert deep and all(predicts_mid_fit(ARCHITECTURES.get(name)) for name in deep), deep
+
+
+def test_a_prediction_mid_fit_leaves_training_unchanged(fitted):
+    """A learning-curve point predicts on the model trained so far; the training that follows is the same as without
+    it, and the clock of the budget does not count it."""
+    if not predicts_mid_fit(fitted.model):
+        pytest.skip(f"{fitted.spec.name} does not predict mid-fit (no learning curve)")
+    spec = dataclasses.replace(fitted.spec, epochs=2)
+    runs, points = {}, []
+
+    def point(epochs: int) -> None:
+        with model.interim():
+            found = model.predict(fitted.val[0].tomogram)
+        points.append((epochs, check_predictions(found, spec.name, fitted.val[0].tomogram, fitted.project.particles)))
+
+    for curve in ((), (1,)):
+        seed_everything(0)
+        model = build(spec, fitted.project, "cpu", 0)
+        budget = SMOKE.budget_for(spec)
+        tracker = Tracker(budget, curve_epochs=curve, at_curve_point=point)
+        tracker.start()
+        model.fit(fitted.train, fitted.val, budget, tracker)
+        runs[curve] = (model.predict(fitted.test[0].tomogram), tracker)
+    assert [epochs for epochs, _ in points] == [1]
+    assert runs[(1,)][1].curve_seconds > 0 and runs[()][1].curve_seconds == 0
+    pd.testing.assert_frame_equal(runs[(1,)][0], runs[()][0])

@@ -106,3 +106,28 @@ def test_training_slices_hold_particles_as_often_as_asked_and_come_with_their_bo
     assert all(len(target["boxes"]) == 1 and target["labels"].tolist() == [4] for target in targets)
     sides = pd.DataFrame([(t["boxes"][0, 2] - t["boxes"][0, 0]).item() for t in targets])
     assert sides[0].between(2 * np.sqrt(15**2 - 7.5**2), 30.0).all()  # cross-sections within half the radius
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_the_backbone_runs_in_the_suites_precision_and_the_heads_in_fp32(precision):
+    model = detector()
+    model.precision = precision
+    model.network = model._build()
+    model.network.train()
+    seen = {}
+
+    def record(name: str):
+        def hook(module, inputs, output) -> None:
+            seen.setdefault(name, output.dtype)
+
+        return hook
+
+    first = next(m for m in model.network.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    first.register_forward_hook(record("backbone"))
+    model.network.roi_heads.box_predictor.cls_score.register_forward_hook(record("head"))
+    images = [torch.rand(3, 120, 160)]
+    targets = [{"boxes": torch.tensor([[20.0, 20.0, 32.0, 32.0]]), "labels": torch.tensor([1])}]
+    losses = model.network(images, targets)
+    assert seen["backbone"] == (torch.bfloat16 if precision == "bf16" else torch.float32)
+    assert seen["head"] == torch.float32  # box coding and the losses stay in fp32
+    assert all(loss.dtype == torch.float32 and torch.isfinite(loss) for loss in losses.values())

@@ -9,6 +9,7 @@ import torch
 
 from architectures.heatmap_unet import HeatmapUNet
 from architectures.parts.peaks import local_maxima, pooled_maxima
+from architectures.parts.training import Optimisation
 from architectures.parts.volumes import paint_gaussians
 from benchmark.coords import XYZ
 from benchmark.data import Tomogram
@@ -84,9 +85,9 @@ def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch():
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(2, 1, 16, 16, 16, generator=generator)
     targets = torch.sigmoid(4 * images).expand(2, 6, 16, 16, 16)  # bright voxels are "particles" of every class
-    optimiser = torch.optim.Adam(model.network.parameters(), lr=model.config["lr"])
+    optimisation = Optimisation(model.network, torch.optim.Adam(model.network.parameters(), lr=model.config["lr"]))
     model.network.train()
-    losses = [float(model.training_step(images, targets, optimiser, model.loss_function())) for _ in range(8)]
+    losses = [float(model.training_step(images, targets, optimisation, model.loss_function())) for _ in range(8)]
     assert losses[-1] < losses[0] - 0.1, losses
 
 

@@ -130,3 +130,21 @@ def test_bad_predictions_are_named_in_one_line(tomogram, bad, message):
         check_predictions(bad, "m", tomogram, PARTICLES)
     assert message in str(error.value)
     assert "architecture 'm'" in str(error.value)
+
+
+def test_learning_curve_points_run_between_epochs_with_the_budget_clock_stopped():
+    clock = FakeClock()
+    seen = []
+
+    def evaluate(epochs: int) -> None:
+        seen.append((epochs, tracker.elapsed()))
+        clock.now += 100.0  # a long evaluation: longer than the whole cap
+
+    tracker = Tracker(Budget(minutes=1, epochs=4), clock=clock, curve_epochs=(1, 3), at_curve_point=evaluate)
+    tracker.start()
+    for _ in tracker.epochs():
+        clock.now += 10.0
+    assert seen == [(1, 10.0), (3, 30.0)]  # after epochs 1 and 3, with the training seconds spent by then
+    assert tracker.epoch_seconds == [10.0] * 4  # no epoch counts the evaluation
+    assert tracker.stopped_by == "epochs"  # and the cap does not either: all four epochs ran
+    assert tracker.elapsed() == 40.0 and tracker.curve_seconds == 200.0

@@ -88,7 +88,7 @@ def test_report_renders_its_tables_and_plots_with_intervals_over_seeds(smoke_run
         assert f"## {heading}" in readme
     assert "hierarchical bootstrap" in readme and "a paired difference must exceed about" in readme
     summary = pd.read_csv(tmp_path / "summary.csv")
-    assert list(summary.columns) == ["architecture", "mean", "low", "high", "group", "runs"]
+    assert list(summary.columns) == ["architecture", "mean", "low", "high", "group", "runs", "train_seconds_total"]
     scores = smoke_run.table("scores").query("split == 'test' and particle_type == 'weighted'")
     mine = summary.set_index("architecture").loc["matched-filter"]
     assert mine["mean"] == pytest.approx(scores[scores["architecture"] == "matched-filter"]["f4"].mean())

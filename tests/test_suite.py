@@ -86,7 +86,7 @@ NEXT = len(load_suite("smoke").architectures)  # the index of an entry appended 
         ),
         (
             "  - {name: deepfindet, label: d2, ablation: [{name: a, steps: [{distance: 1}]}]}\n",
-            "each step of ablation variant 'a' needs a 'step' name",
+            f"'architectures[{NEXT}].ablation[0].steps[0]' needs a 'step' name",
         ),
         (
             "  - {name: deepfindet, label: d2, ablation: [{name: a, step: nms}]}\n",

@@ -10,6 +10,7 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from architectures.deepfindet import DeepFindET
+from architectures.parts.training import Optimisation
 from architectures.unet3d import DEFAULTS, UNet3D
 from benchmark.data import Project
 from benchmark.errors import BenchError
@@ -64,10 +65,10 @@ def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch():
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(2, 1, 16, 16, 16, generator=generator)
     targets = (images > 1.0).long() * 4  # "ribosome" where the image is bright
-    optimiser = torch.optim.Adam(model.network.parameters(), lr=model.config["lr"])
+    optimisation = Optimisation(model.network, torch.optim.Adam(model.network.parameters(), lr=model.config["lr"]))
     loss_function = model.loss_function()
     model.network.train()
-    losses = [model.training_step(images.numpy(), targets.numpy(), optimiser, loss_function) for _ in range(8)]
+    losses = [model.training_step(images.numpy(), targets.numpy(), optimisation, loss_function) for _ in range(8)]
     assert losses[-1] < losses[0] - 0.1, losses
 
 

@@ -219,11 +219,28 @@ def test_fit_writes_nothing_outside_its_work_folder(project, tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("amp", "device", "precision", "runs_in"),
+    [
+        ("suite", "cuda", "bf16", "bf16"),  # the suite's mixed precision, as every deep row
+        ("suite", "cuda", "fp32", False),
+        (False, "cuda", "bf16", False),  # a config that says fp32 wins, and the results record it
+        ("suite", "cpu", "bf16", False),  # ultralytics' AMP is GPU only
+    ],
+)
+def test_ultralytics_mixed_precision_follows_the_suite_unless_the_config_says_otherwise(
+    amp, device, precision, runs_in
+):
+    model = YOLOv8Slices({"amp": amp}, PARTICLES, device, seed=0)
+    model.precision = precision
+    assert model._amp() == runs_in
+
+
+@pytest.mark.parametrize(
     ("config", "message"),
     [
         ({"frobnicate": 1}, "no config option(s) 'frobnicate'"),
         ({"size": "x"}, "size 'x' is one of n, s, m"),
-        ({"amp": True}, "amp True is false or 'bf16'"),
+        ({"amp": True}, "amp True is 'suite', false or 'bf16'"),
         ({"pretrained": "missing/yolov8n.pt"}, "pretrained 'missing/yolov8n.pt' is not a local file"),
     ],
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from architectures.parts.device import autocast
+from architectures.parts.training import SCHEDULE_DEFAULTS, Optimisation, check_schedule
 from architectures.parts.volumes import PatchSampler, SlidingWindow
 from benchmark.errors import BenchError
 from benchmark.interface import Architecture, Budget, Sample, Tracker
@@ -49,6 +51,7 @@ class PatchNetwork(Architecture):
         "mode",  # blending of overlapping windows: gaussian or constant
         "tile_size",  # the largest region (z, y, x) inferred at once
         "pretrained",  # path of a saved state dict to start from
+        *SCHEDULE_DEFAULTS,  # the learning-rate schedule, clipping and EMA (`architectures.parts.training`)
     )
     #: the layout the network and its inputs run in (channels-last spares some networks oneDNN's copies on CPU).
     memory_format: ClassVar[torch.memory_format] = torch.contiguous_format
@@ -59,8 +62,15 @@ class PatchNetwork(Architecture):
         if missing:
             raise TypeError(f"{cls.__name__}.defaults lacks the option(s) {', '.join(missing)}")
 
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> None:
+        """Unknown options (as every plug-in) and schedule options out of range: before any job runs."""
+        super().check_config(config)
+        check_schedule(config, cls.__name__)
+
     def __init__(self, config: dict[str, Any], particles, device: str, seed: int):
         super().__init__(config, particles, device, seed)
+        self.optimisation: Optimisation | None = None  # set by fit
         self._check_sizes()
         self.network = self._build()
         if self.config["pretrained"]:
@@ -87,7 +97,8 @@ class PatchNetwork(Architecture):
         """What the logits become for inference (softmax, sigmoid)."""
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample], budget: Budget, tracker: Tracker) -> None:
-        """Adam on the loss, `steps_per_epoch` batches of augmented patches per epoch."""
+        """Adam on the loss, `steps_per_epoch` batches of augmented patches per epoch, the schedule sized to the
+        budget's epoch bound."""
         c = self.config
         sampler = PatchSampler.from_samples(
             train,
@@ -101,35 +112,39 @@ class PatchNetwork(Architecture):
         )
         loss_function = self.loss_function()
         optimiser = torch.optim.Adam(self.network.parameters(), lr=c["lr"])
-        self.network.train()
+        self.optimisation = Optimisation(self.network, optimiser, c, budget, c["steps_per_epoch"])
         unit = "x".join(map(str, [c["patch_size"]] * 3)) + " patches"
         for _ in tracker.epochs(samples=c["steps_per_epoch"] * c["batch_size"], unit=unit):
+            self.network.train()  # again after a learning-curve point's predictions
             total, steps = torch.zeros((), device=self.device), 0
             for _ in range(c["steps_per_epoch"]):
                 if tracker.exhausted():  # an epoch longer than the minutes left ends early
                     break
                 with tracker.waiting():
                     images, targets = sampler.batch(c["batch_size"])
-                total += self.training_step(images, targets, optimiser, loss_function)
+                total += self.training_step(images, targets, self.optimisation, loss_function)
                 steps += 1
             tracker.log(loss=total.item() / steps if steps else float("nan"))  # the epoch's one host sync
+        self.optimisation.finish()
         self.network.eval()
+
+    def interim(self) -> AbstractContextManager[None]:
+        """`predict` on the network trained so far (its weight average, when there is one), mid-`fit`."""
+        return self.optimisation.predicting()
 
     def training_step(
         self,
         images: torch.Tensor | np.ndarray,
         targets: torch.Tensor | np.ndarray,
-        optimiser: torch.optim.Optimizer,
+        optimisation: Optimisation,
         loss_function: nn.Module,
     ) -> torch.Tensor:
         """One optimisation step on a batch; returns the loss, detached, on the device (reading it syncs)."""
         images, targets = (torch.as_tensor(a).to(self.device, non_blocking=True) for a in (images, targets))
-        optimiser.zero_grad(set_to_none=True)
         with self.autocast():
             logits = self.network(images.to(memory_format=self.memory_format))
         loss = loss_function(logits.float(), targets)
-        loss.backward()
-        optimiser.step()
+        optimisation.step(loss)
         return loss.detach()
 
     def autocast(self) -> torch.autocast:

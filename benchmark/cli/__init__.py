@@ -6,11 +6,14 @@ import signal
 
 import click
 
+from benchmark.cli.calibrate import calibrate
 from benchmark.cli.data import data
 from benchmark.cli.listing import list_
 from benchmark.cli.report import report
 from benchmark.cli.run import run
 from benchmark.cli.score import score
+from benchmark.cli.suite import suite
+from benchmark.cli.tune import tune
 from benchmark.errors import BenchError, Interrupted, one_line_warnings
 
 
@@ -45,7 +48,7 @@ def cli() -> None:
     """Benchmark cryo-ET particle-picking architectures on copick projects."""
 
 
-for command in (data, score, list_, run, report):
+for command in (data, score, list_, run, report, calibrate, tune, suite):
     cli.add_command(command)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -23,8 +24,16 @@ def report(
 ) -> None:
     """Write the markdown tables and PNG plots of stored results (the latest finished run of each suite)."""
     from benchmark.errors import BenchError
+    from benchmark.files import inside
+    from benchmark.report.tuning import is_tuning, tuning_report
     from benchmark.results import ResultsStore
+    from benchmark.tune import RECORD
 
+    if folder is not None and is_tuning(folder):
+        suite = json.loads((folder / RECORD).read_text())["suite"]
+        for path in tuning_report(folder, out or inside(Path("reports"), f"{suite}-tune")):
+            click.echo(f"wrote {path}")
+        return
     if folder is not None or suite_name is not None:
         store = ResultsStore.open(folder) if folder else ResultsStore.latest(suite_name, results_root, finished=True)
         _report(store, out, readme)

@@ -43,6 +43,7 @@ def update_readme(readme: Path, report: Report, out: Path) -> None:
     text = readme.read_text()
     if start not in text or end not in text:
         raise BenchError(f"{readme} has no '{start}' ... '{end}' block; add the two marker lines where the table goes")
-    block = "\n".join([start, report.summary_table(), "", *report.verdict_lines(), "", *report.conditions(), "",
+    block = "\n".join([start, report.summary_table(), "", report.training_note(), "", *report.verdict_lines(), "",
+                       *report.conditions(), "",
                        f"Full report: [{out}/README.md]({out}/README.md)", end])  # fmt: skip
     write_text(readme, text[: text.index(start)] + block + text[text.index(end) + len(end) :])

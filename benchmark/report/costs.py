@@ -33,6 +33,13 @@ def training_table(resources: pd.DataFrame, order: list[str]) -> str:
     return table(rows, header)
 
 
+def training_seconds(resources: pd.DataFrame) -> pd.Series:
+    """Per row, the median over its jobs of all the training it cost: an ensemble's stored `train_seconds` already
+    sums its own fit (members it trained itself included) and the training of the members it reused from other
+    entries (`reused_train_seconds`, see `benchmark.resource_columns.training_columns`), so the sum of its members'."""
+    return resources.groupby("architecture")["train_seconds"].median()
+
+
 def parts_notes(resources: pd.DataFrame, order: list[str]) -> list[str]:
     """For entries built from other entries (ensembles), which parts they reused and which they trained, per
     seed: their training time above includes the parts'."""
@@ -84,7 +91,11 @@ def latency_table(resources: pd.DataFrame, order: list[str]) -> str:
 
 
 def overhead_table(resources: pd.DataFrame, order: list[str]) -> str:
-    """The job's wall time split into fit, predict, scoring and the harness's own overhead."""
+    """The job's wall time split into fit, learning-curve evaluation (when any job evaluated one), predict, scoring
+    and the harness's own overhead."""
+    curves = resources["curve_seconds"].notna().any()
+    work = ["job_seconds", "own_fit", *(["curve_seconds"] if curves else []), "predict_seconds",
+            "postprocess_seconds", "score_seconds", "overhead_seconds"]  # fmt: skip
     rows = []
     for arch in order:
         found = resources[resources["architecture"] == arch]
@@ -92,12 +103,11 @@ def overhead_table(resources: pd.DataFrame, order: list[str]) -> str:
         share = (found["overhead_seconds"] / found["job_seconds"]).mean()
         rows.append([
             arch,
-            *[mean_std(found[c], 1) for c in ("job_seconds", "own_fit", "predict_seconds", "postprocess_seconds",
-                                                "score_seconds", "overhead_seconds")],
+            *[mean_std(found[c], 1) for c in work],
             f"{share:.1%}" + ("" if share <= OVERHEAD_TARGET else " (over target)"),
         ])  # fmt: skip
-    header = ["Architecture", "Job (s)", "Fit (s)", "Predict (s)", "Post-processing (s)", "Scoring (s)",
-              "Harness overhead (s)", "Share"]  # fmt: skip
+    header = ["Architecture", "Job (s)", "Fit (s)", *(["Curve evaluation (s)"] if curves else []), "Predict (s)",
+              "Post-processing (s)", "Scoring (s)", "Harness overhead (s)", "Share"]  # fmt: skip
     return table(rows, header)
 
 

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from benchmark.errors import BenchError
 from benchmark.report import costs, plots
 from benchmark.report.conditions import conditions, device
+from benchmark.report.curves import END, Pace, curve_points, curve_runs
 from benchmark.report.markdown import interval, mean_std, steps, table
 from benchmark.report.verdict import (
     UNIT,
@@ -66,6 +67,7 @@ class Report:
         self.verdict = self._verdict(self.split, set(self.weighted["architecture"]), self.families)
         self.order = self.verdict.order
         self.thresholds = thresholds[~thresholds["architecture"].isin(self.ablation["architecture"])]
+        self.curves = curve_runs(store.table("curves"), self.order)
 
     def _verdict(
         self, split: str, rows: set[str], families: dict[str, str], candidates: dict[str, str] | None = None
@@ -98,9 +100,9 @@ class Report:
         return table(rows, ["Particle", "Architecture", "Precision", "Recall", "F1", "F4"])
 
     def summary(self) -> pd.DataFrame:
-        """One row per architecture, best first: the statistic, its interval, its group and its training runs (the
-        machine-readable summary, summary.csv)."""
-        found = self.verdict
+        """One row per architecture, best first: the statistic, its interval, its group, its training runs and the
+        median training seconds it cost, an ensemble's its members' (the machine-readable summary, summary.csv)."""
+        found, training = self.verdict, costs.training_seconds(self.resources)
         return pd.DataFrame(
             [
                 {
@@ -109,14 +111,16 @@ class Report:
                     **dict(zip(("low", "high"), found.replicates.interval(row), strict=True)),
                     "group": found.groups[row],
                     "runs": found.replicates.runs[row],
+                    "train_seconds_total": training.get(row, np.nan),
                 }
                 for row in found.order
             ]
         )
 
     def summary_table(self) -> str:
-        """Per architecture: its group, mean recall, precision and F4 over the scored types, and the competition score
-        with its interval; bold only for a best row the suite tells apart from every other."""
+        """Per architecture: its group, mean recall, precision and F4 over the scored types, the competition score
+        with its interval and the training seconds it cost; bold only for a best row the suite tells apart from every
+        other."""
         scored = self.per_type[self.per_type["particle_type"].map(self.weights).fillna(1.0) > 0]
         best, rows = self.verdict.resolved_best(), []
         for _, row in self.summary().iterrows():
@@ -125,10 +129,37 @@ class Report:
             score = f"{row['mean']:.3f}"
             rows.append([str(row["group"]), arch, *[mean_std(means[m]) for m in ("recall", "precision", "f4")],
                          f"**{score}**" if arch == best else score, interval(row["low"], row["high"]),
-                         str(row["runs"])])  # fmt: skip
+                         f"{row['train_seconds_total']:.0f}", str(row["runs"])])  # fmt: skip
         header = ["Group", "Architecture", "Recall", "Precision", "Mean F4", "Competition score",
-                  f"{CONFIDENCE:.0%} interval", "Runs"]  # fmt: skip
+                  f"{CONFIDENCE:.0%} interval", "Training (s)", "Runs"]  # fmt: skip
         return table(rows, header)
+
+    def training_note(self) -> str:
+        """What the summary's training seconds are: an ensemble's cost is the sum of its members' training."""
+        return (f"Training (s): the median over runs of the seconds a row spent training, on {device(self.manifest)}; "
+                "an ensemble's is the sum of its members' training, reused from the entries that trained them or "
+                "trained in its own job, so every row stands at its real cost (as in f4_vs_training.png).")  # fmt: skip
+
+    def curve_lines(self) -> list[str]:
+        """The learning-curve section: what the curves show, which row learns fastest, whether a longer budget could
+        change the order, and each row's val score at each fraction of its bound; nothing when no job stored curves."""
+        if self.curves.empty:
+            return []
+        points = curve_points(self.curves)
+        return [
+            "## Learning curves",
+            "",
+            "Learning curves: val score against training seconds (learning_curves.png). Each row that records them is "
+            "scored on val (thresholds tuned there) after each fraction of its epoch bound, against the training "
+            "seconds spent by then (the evaluation's own seconds excluded: see Harness overhead); the lines are means "
+            "over runs, the faint ones each run. Which architecture learns fastest and whether a longer budget would "
+            "change the order:",
+            "",
+            *_pace_lines(Pace.of(points)),
+            "",
+            _curve_table(points),
+            "",
+        ]
 
     def verdict_lines(self) -> list[str]:
         """What the interval covers, how the rows group, and what this suite's size can resolve."""
@@ -324,6 +355,8 @@ class Report:
                 "",
                 self.summary_table(),
                 "",
+                self.training_note(),
+                "",
                 *self.verdict_lines(),
                 "",
                 *(
@@ -405,6 +438,7 @@ class Report:
                 costs.training_table(self.resources, self.order),
                 *costs.parts_notes(self.resources, self.order),
                 "",
+                *self.curve_lines(),
                 "## Memory (GB)",
                 "",
                 "Peaks above the job's baseline (taken after imports and data opening, before the model is built; for "
@@ -428,7 +462,9 @@ class Report:
                 "## Harness overhead",
                 "",
                 "Job: the job process's wall time, from its start to its result; fit (the job's own, without the "
-                "parts it reused), predict (every prediction: warm-up and repeats), post-processing (the suite's "
+                "parts it reused), curve evaluation (scoring val at each learning-curve point, kept out of the "
+                "training time; shown when a job recorded curves), predict (every prediction: warm-up and "
+                "repeats), post-processing (the suite's "
                 "steps and ablation variants: fitted, then applied to every predicted tomogram) and scoring "
                 "(threshold tuning and the metric, per variant too) are the work measured; the rest "
                 f"is the harness's overhead (process start, imports, data opening, model save, write-back), "
@@ -462,9 +498,17 @@ class Report:
             "f4_vs_memory.png": plots.tradeoff(
                 self.weighted, self.resources, "peak_memory_gb", plots.memory_label(self.resources), self.order
             ),
+            "f4_vs_training.png": plots.tradeoff(
+                self.weighted, self.resources, "train_seconds", plots.training_label(cpu), self.order
+            ),
             "latency_breakdown.png": plots.latency(self.resources, self.order, cpu),
             **({"ablation.png": self.ablation_plot()} if self.ablated() else {}),
+            **({"learning_curves.png": self.curve_plot(cpu)} if not self.curves.empty else {}),
         }
+
+    def curve_plot(self, cpu: bool) -> Figure:
+        """Val score against training seconds for every row with learning curves."""
+        return plots.learning_curves(self.curves, curve_points(self.curves), self.order, cpu)
 
     def ablation_plot(self) -> Figure:
         """Per entry with variants, the change of F4 per particle type and of the competition score, per variant."""
@@ -472,6 +516,58 @@ class Report:
         return plots.ablation(
             self.with_variants(), particles, {base: self.variants(base) for base in self.ablated()}, self.split
         )
+
+
+def _pace_lines(pace: Pace) -> list[str]:
+    """Bullet lines: the row that reached the score every row reaches soonest, the order at the end of the bounds,
+    and whether a longer budget could reorder the rows."""
+    rows = pace.final_order
+    if len(rows) < 2:
+        return [f"- Only `{rows[0]}` records a curve: nothing to compare it with."]
+    soonest = sorted(rows, key=pace.seconds_to_target.__getitem__)
+    reached = ", ".join(f"`{row}` {pace.seconds_to_target[row]:.0f} s" for row in soonest)
+    final = " > ".join(f"`{row}` {pace.final_score[row]:.3f}" for row in rows)
+    return [
+        f"- Fastest: `{pace.fastest}` first reached val score {pace.target:.3f} (the best every row reaches; "
+        f"DAWNBench's time to accuracy): {reached}.",
+        f"- At the end of their bounds: {final}.",
+        f"- {_longer_budget(pace)}.",
+    ]
+
+
+def _longer_budget(pace: Pace) -> str:
+    """Whether a longer budget could change the order: each row's gain over its last step, and the rows below that
+    gained faster than a row above, with the time they would take to pass it at those rates."""
+    gains = ", ".join(f"`{row}` {60 * pace.last_gain[row]:+.3f}" for row in pace.final_order if row in pace.last_gain)
+    passes = [f"`{low}` passes `{high}` after {seconds / 60:.1f} more minutes" for low, high, seconds in pace.closing()]
+    beyond = "linear at the last step's rate, which a flattening curve does not keep; the curves cannot say more"
+    said = f"gain of val score per training minute over the last step: {gains}"
+    if passes:
+        return f"A longer budget could change the order ({said}): {'; '.join(passes)} ({beyond})"
+    return f"No sign that a longer budget would change the order: no row gained faster than a row above it ({said})"
+
+
+def _curve_table(points: pd.DataFrame) -> str:
+    """Per row, its mean val score (± std over runs), epochs and mean training seconds at each of its points: the
+    rows' n-th points side by side (headed by the fractions of their bounds they fall at), their ends last."""
+    places = sorted(points["place"].unique())
+    cells = points.set_index(["architecture", "place"])
+    rows = [[row, *(_curve_cell(cells.loc[(row, p)]) if (row, p) in cells.index else "-" for p in places)]
+            for row in dict.fromkeys(points["architecture"])]  # fmt: skip
+    return table(rows, ["Row", *(_curve_header(points[points["place"] == p], p == END) for p in places)])
+
+
+def _curve_header(column: pd.DataFrame, end: bool) -> str:
+    """A column's heading: the fractions of their bounds its points fall at (rows' bounds differ)."""
+    low, high = column["fraction"].min(), column["fraction"].max()
+    said = f"{low:.0%}" if round(100 * low) == round(100 * high) else f"{low:.0%}-{high:.0%}"
+    return f"End ({said} of the bound)" if end else f"{said} of the bound"
+
+
+def _curve_cell(point: pd.Series) -> str:
+    """A curve point as 'score ± std (epoch e, seconds s)'."""
+    spread = f" ± {point['spread']:.3f}" if point["jobs"] > 1 else ""
+    return f"{point['score']:.3f}{spread} (epoch {point['epoch']:.0f}, {point['seconds']:.0f} s)"
 
 
 def _change(found: Verdict, variant: str, base: str) -> Difference:

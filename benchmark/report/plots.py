@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from benchmark.report.costs import PARTS
 from benchmark.report.verdict import UNIT, Verdict
@@ -16,6 +17,11 @@ LABELLED_POINTS = 4  # a trade-off plot names its points beside them up to this 
 def latency_label(cpu: bool) -> str:
     """Axis label of the latency plot, naming CPU figures as such."""
     return "model seconds per z-slice" + (" (CPU)" if cpu else " (GPU)")
+
+
+def training_label(cpu: bool) -> str:
+    """Axis label of the training-time plot: every row's whole training, an ensemble's summed over its members."""
+    return f"training seconds ({'CPU' if cpu else 'GPU'}; an ensemble: the sum of its members')"
 
 
 def memory_label(resources: pd.DataFrame) -> str:
@@ -65,6 +71,9 @@ def tradeoff(weighted: pd.DataFrame, resources: pd.DataFrame, column: str, label
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False)
     if (joined[column] > 0).all() and joined[column].max() / max(joined[column].min(), 1e-12) > 20:
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1-2-5 ticks, plainly labelled: the default
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # minor labels ran together
+        ax.xaxis.set_minor_formatter(NullFormatter())
     else:
         ax.set_xlim(left=0, right=1.15 * float(joined[column].max()))
     ax.set_xlabel(label)
@@ -72,6 +81,28 @@ def tradeoff(weighted: pd.DataFrame, resources: pd.DataFrame, column: str, label
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3)
     ax.set_title(f"Score against {label.split(',')[0].split(' (')[0]}")
+    return figure
+
+
+def learning_curves(runs: pd.DataFrame, points: pd.DataFrame, order: list[str], cpu: bool) -> Figure:
+    """Val score against training seconds, each row in its colour of the other plots (its place in `order`): the mean
+    over its jobs at each fraction of its bound (markers) and each job's own curve (faint), the legend below."""
+    figure = Figure(figsize=(6.5, 4.4))
+    ax = figure.add_subplot()
+    for row, found in points.groupby("architecture", sort=False):
+        colour = f"C{order.index(row) % 10}"  # the colour cycle the trade-off plots draw `order` in
+        for _, job in runs[runs["architecture"] == row].groupby(UNIT):
+            ax.plot(job["train_seconds"], job["val_score"], color=colour, alpha=0.25, linewidth=1)
+        ax.plot(found["seconds"], found["score"], "o-", color=colour, markersize=5, label=row)
+    if runs.groupby(["architecture", *UNIT]).ngroups > points["architecture"].nunique():
+        ax.plot([], [], color="grey", alpha=0.4, label="one training run")
+    ax.set_xlim(left=0)
+    ax.set_ylim(0, min(1.05, 1.15 * float(runs["val_score"].max()) + 0.02))
+    ax.set_xlabel("training seconds spent" + (" (CPU)" if cpu else " (GPU)"))
+    ax.set_ylabel("val competition score")
+    ax.grid(alpha=0.3)
+    ax.set_title("Learning curves: val score against training time (mean over runs)")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=3, frameon=False)
     return figure
 
 

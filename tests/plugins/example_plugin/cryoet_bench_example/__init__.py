@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 from scipy import ndimage
@@ -18,6 +19,8 @@ class SmoothMinima(Architecture):
     """Scores each voxel by how dark it is after smoothing at a fraction of each particle's radius."""
 
     kind = "classical"
+    #: what `bench tune` searches (settings a step's cost does not depend on); a suite's `tune:` may replace it
+    search_space: ClassVar[dict] = {"smoothing": {"low": 0.2, "high": 0.8}}
 
     def fit(self, train, val, budget, tracker) -> None:
         """Nothing to learn; the one epoch records the fixed smoothing fraction."""

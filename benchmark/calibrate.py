@@ -1,0 +1,102 @@
+"""`bench calibrate`: measure on this machine each learned entry's set-up, first-epoch and epoch seconds, and derive
+the epoch bounds that give every one of them the suite's `train_seconds` of training (`benchmark.calibration`)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from benchmark.calibration import epochs_for, fingerprint
+from benchmark.data import Project
+from benchmark.environment import git_state, library_versions, torch_state
+from benchmark.errors import BenchError
+from benchmark.interface import Tracker
+from benchmark.job import build, fit_timed, load_samples, seed_everything
+from benchmark.preflight import learned_entries
+from benchmark.results import utc_now
+from benchmark.runner import resolve_data
+from benchmark.suite import SPLIT_FOLD, ArchitectureSpec, Suite
+from metrics.resources import synchronizer
+
+MEASURED_EPOCHS = 3  # a first epoch (warm-up included) and two more, whose median is the epoch time
+SLOWER = 3  # the cap must leave a machine this many times slower than the reference time to finish
+
+
+def measure(spec: ArchitectureSpec, suite: Suite, project: Project, samples: dict, device: str, epochs: int) -> dict:
+    """Fit one entry for `epochs` epochs as a job does (seeded, timed from the call of fit) and split its seconds."""
+    seed = suite.seeds[0]
+    seed_everything(seed, suite.compute)
+    model = build(spec, project, device, seed)
+    model.precision = suite.compute.precision_on(device)
+    tracker = Tracker(replace(suite.budget, epochs=epochs), synchronizer(device))
+    with tempfile.TemporaryDirectory() as work:
+        model.workdir = Path(work)
+        fit_timed(model, samples, tracker, f"{spec.label} calibration")
+    seconds = tracker.epoch_seconds
+    if len(seconds) < 2:
+        raise BenchError(f"calibration: {spec.label} ran {len(seconds)} epoch(s) in the cap; raise budget.minutes")
+    return {
+        "setup_seconds": tracker.train_seconds - sum(seconds),
+        "first_epoch_seconds": seconds[0],
+        "epoch_seconds": statistics.median(seconds[1:]),
+    }
+
+
+def machine(device: str) -> dict[str, Any]:
+    """The machine a calibration ran on, as a reader compares it with theirs."""
+    state = torch_state(device)
+    return {
+        "host": platform.node(),
+        "device": state["device"],
+        "device_name": state["device_name"],
+        "cpu_capability": state["cpu_capability"],
+        "cores": os.cpu_count(),
+        "torch_threads": state["num_threads"],
+        "torch": library_versions()["torch"],
+    }
+
+
+def calibrate(
+    suite: Suite, config: str | None, device: str, echo: Callable[[str], None], epochs: int = MEASURED_EPOCHS
+) -> dict[str, Any]:
+    """The calibration of a suite on this machine: per learned entry its measured seconds and derived bound."""
+    if suite.train_seconds is None:
+        raise BenchError(f"suite {suite.name} has no budget.train_seconds; set the training time to calibrate for")
+    project = Project(resolve_data(suite, config, echo)["config"], suite.metric)
+    split = suite.folds[SPLIT_FOLD]
+    samples = {name: load_samples(project, getattr(split, name), suite.data) for name in ("train", "val")}
+    entries = {}
+    for spec in learned_entries(suite):
+        echo(f"calibrate: {spec.label}: {epochs} epochs on {device}")
+        measured = measure(spec, suite, project, samples, device, epochs)
+        bound = epochs_for(suite.train_seconds, *measured.values())
+        expected = measured["setup_seconds"] + measured["first_epoch_seconds"] + (bound - 1) * measured["epoch_seconds"]
+        entries[spec.label] = {
+            "fingerprint": fingerprint(spec.name, spec.config),
+            "epochs": bound,
+            "expected_seconds": round(expected, 1),
+            **{name: round(value, 2) for name, value in measured.items()},
+        }
+        echo(
+            f"calibrate: {spec.label}: {bound} epochs, about {expected:.0f} s ({measured['epoch_seconds']:.1f} s each)"
+        )
+    longest = max((e["expected_seconds"] for e in entries.values()), default=0.0)
+    if suite.budget.seconds < SLOWER * longest:
+        echo(f"warning: the cap ({suite.budget.minutes:g} min) is under {SLOWER}x the longest fit ({longest:.0f} s): "
+             "a slower machine would be cut; raise budget.minutes")  # fmt: skip
+    return {
+        "suite": suite.name,
+        "train_seconds": suite.train_seconds,
+        "measured": utc_now(),
+        "git": git_state()["short"],
+        "machine": machine(device),
+        "measured_epochs": epochs,
+        "seed": suite.seeds[0],
+        "entries": entries,
+    }
