@@ -87,6 +87,15 @@ def calibrated(suite: Suite) -> Suite:
     return replace(suite, architectures=entries)
 
 
+def calibration_record(suite: Suite) -> dict[str, Any] | None:
+    """What a run's manifest keeps of its suite's calibration: the time, the file, where and when it was measured."""
+    if suite.calibration is None:
+        return None
+    content = read_calibration(suite.calibration, suite.name)
+    return {"train_seconds": suite.train_seconds, "file": str(suite.calibration),
+            **{key: content.get(key) for key in ("measured", "git", "machine")}}  # fmt: skip
+
+
 def _with_member_bounds(spec: ArchitectureSpec, bounds: dict[tuple[str, str], int]) -> ArchitectureSpec:
     """An entry whose members (an ensemble's config `members`) without an epoch bound take their calibrated one."""
     members = spec.config.get("members")

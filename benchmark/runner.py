@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from benchmark.calibration import calibration_record
 from benchmark.data import BenchWarning, Project
 from benchmark.environment import environment
 from benchmark.errors import BenchError, Interrupted
@@ -275,6 +276,7 @@ def _new_manifest(suite: Suite, data: dict, options: RunOptions, command: str, p
         "evaluate": suite.evaluate,
         "budget": asdict(suite.budget),
         "epoch_bounds": {spec.label: suite.budget_for(spec).epochs for spec in suite.architectures},
+        "calibration": calibration_record(suite),
         "entries": {spec.label: _entry(spec) for spec in suite.architectures},
         "particles": [{"name": p.name, "radius": p.radius, "weight": p.weight, "hard": p.hard} for p in particles],
         "repeats": suite.repeats or (3 if device.startswith("cuda") else 1),

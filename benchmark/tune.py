@@ -5,7 +5,7 @@ it) gets the same number of trials in an Optuna study of its own: TPE proposes a
 epoch bound (the calibrated one: the spaces hold settings a step's cost does not depend on, so every trial gets the
 compute of the entry's row) on the train runs with the suite's first seed, and the trial's value is the val competition
 score at thresholds tuned on val. The learning-curve points report to a median pruner, which stops a trial below the
-median of the earlier ones at the same point. Test runs are never opened.
+median of the earlier ones at the same point, from half of the bound on. Test runs are never opened.
 
 The studies live in `study.db` (SQLite) in the tuning folder, so a stopped tuning resumes: an interrupted trial is
 marked failed and made again. The sampler is seeded per trial from the suite's seed, the label and the number of
@@ -17,6 +17,7 @@ entry's best config, and its ensembles' members equal to the entry updated alike
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 import zlib
@@ -77,15 +78,16 @@ class Tuning:
         self.storage = f"sqlite:///{(folder / STUDY).resolve()}"
         self.seed = suite.seeds[0]
 
-    def study(self, label: str, finished: int) -> optuna.Study:
-        """The entry's study, its sampler seeded for the next trial."""
+    def study(self, label: str, finished: int, bound: int | None = None) -> optuna.Study:
+        """The entry's study, its sampler seeded for the next trial; its pruner judges a trial from half of the
+        epoch bound on (a network from scratch scores near zero early, whatever it becomes)."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return optuna.create_study(
             study_name=label,
             storage=self.storage,
             direction="maximize",
             sampler=sampler_for(self.seed, label, finished, self.trials),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=math.ceil((bound or 0) / 2)),
             load_if_exists=True,
         )
 
@@ -99,7 +101,7 @@ class Tuning:
             for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
                 study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # interrupted: made again below
             while (finished := len(_finished(study))) < self.trials:
-                study = self.study(spec.label, finished)
+                study = self.study(spec.label, finished, self.suite.budget_for(spec).epochs)
                 trial = study.ask()
                 self.run_trial(study, trial, spec, space, project, samples)
                 echo(_progress(spec.label, study, self.trials))

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.calibration import epochs_for, fingerprint, write_calibration
+from benchmark.calibration import calibration_record, epochs_for, fingerprint, write_calibration
 from benchmark.errors import BenchError
+from benchmark.report.conditions import calibrated_bounds
 from benchmark.suite import load_suite
 from tests.commands import assert_one_line_error, bench
 
@@ -112,3 +113,16 @@ def test_a_run_refuses_a_learned_entry_its_calibration_leaves_out(smoke_config, 
     result = bench("run", "--suite", path, "--data", smoke_config, "--results", tmp_path / "results")
     assert_one_line_error(result, "yolov8 not in calibration", "run: bench calibrate --suite calibrated")
     assert not (tmp_path / "results").exists()
+
+
+def test_a_run_records_its_calibration_and_the_report_says_where_the_bounds_came_from(tmp_path):
+    path = suite_file(tmp_path)
+    calibration(path, {"unet3d": 7, "yolov8": 3})
+    content = yaml.safe_load((tmp_path / "calibrated.calibration.yaml").read_text())
+    content.update(measured="2026-12-03T18:00:00+00:00", git="abc1234", machine={"device_name": "CPU: test (2)"})
+    write_calibration(tmp_path / "calibrated.calibration.yaml", "bench calibrate", content)
+    record = calibration_record(load_suite(str(path)))
+    assert record["train_seconds"] == 20.0 and record["machine"]["device_name"] == "CPU: test (2)"
+    said = calibrated_bounds({"calibration": record})
+    assert "derived from 20 s of training each on the reference machine (CPU: test (2), calibrated 2026-12-03" in said
+    assert calibrated_bounds({}) == ""

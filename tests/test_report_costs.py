@@ -267,3 +267,13 @@ def test_results_from_before_curves_still_report_without_them(tmp_path):
     readme = (tmp_path / "report" / "README.md").read_text()
     assert "## Learning curves" not in readme and "Curve evaluation" not in readme
     assert "f4_vs_training.png" in readme and "| ensemble |" in readme
+
+
+def test_the_report_names_a_row_that_trained_in_another_precision_than_the_suites(tmp_path):
+    store = write_results(tmp_path / "results")
+    assert "Every row trained in the suite's precision (fp32)." in Report(store).markdown([])
+    resources = pd.read_csv(store.folder / "resources.csv")
+    resources.loc[resources["architecture"] == "yolov8", "compute_precision"] = "bf16"
+    resources.to_csv(store.folder / "resources.csv", index=False)
+    note = Report(ResultsStore(store.folder)).precision_note()
+    assert note.startswith("Not in the suite's precision (fp32): yolov8 in bf16;")

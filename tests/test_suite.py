@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from benchmark.errors import BenchError
-from benchmark.registry import ARCHITECTURES
+from benchmark.preflight import learned_entries
 from benchmark.runner import _entry
 from benchmark.suite import ArchitectureSpec, list_suites, load_suite
 
+REPO = Path(__file__).resolve().parent.parent
 SMOKE = Path("suites/smoke.yaml").read_text()
 
 
@@ -110,10 +111,14 @@ def test_a_suite_name_must_be_a_plain_folder_name(tmp_path):
 
 @pytest.mark.parametrize("name", list_suites())
 def test_committed_suites_give_every_learned_architecture_its_own_epoch_bound(name):
-    """The minutes are one per suite by construction; the bound that makes results machine-independent is per entry."""
-    for spec in load_suite(name).architectures:
-        if ARCHITECTURES.get(spec.name).kind != "classical":
-            assert spec.epochs is not None, f"{name}: {spec.label} trains up to the suite-wide bound only"
+    """The minutes are one per suite by construction; the bound that makes results machine-independent is per entry
+    (its own, or its calibration's), and an ensemble's members have theirs."""
+    suite = load_suite(name)
+    for spec in learned_entries(suite):
+        assert spec.epochs is not None, f"{name}: {spec.label} trains up to the suite-wide bound only"
+    for spec in suite.architectures:
+        for member in spec.config.get("members", []):
+            assert member.get("epochs") is not None, f"{name}: {spec.label}'s {member['name']} has no bound"
 
 
 def test_the_full_suite_runs_three_seeds():
@@ -143,20 +148,25 @@ def test_the_manifest_entries_list_each_entrys_differences_from_its_plugins_defa
     assert _entry(unknown)["differences"] == {"depth": {"default": None, "value": [3, 4]}}
 
 
-def test_the_demo_runs_candidates_of_its_selection_suites_under_the_same_budget():
-    """Every demo entry, and every post-processing step of its ablation variants, was chosen on val."""
+def test_the_demos_settings_were_chosen_on_val_its_learned_rows_by_the_committed_tuning():
+    """Every learned demo row runs the config `bench tune` chose (the latest committed tuning, the same trials for
+    each); the matched filter and every post-processing step of the ablation variants were candidates of the
+    selection suites, scored on val."""
     demo, candidates, steps = load_suite("demo"), [], []
+    tuned = load_suite(str(sorted((REPO / "results" / "demo-tune").glob("*/tuned.yaml"))[-1]), calibrated=False)
+    chosen = {spec.label: (spec.name, spec.config, spec.postprocess) for spec in tuned.architectures}
+    learned = learned_entries(demo)
+    for spec in learned:
+        assert (spec.name, spec.config, spec.postprocess) == chosen[spec.label], spec.label
     for name in list_suites("demo-selection*"):
         selection = load_suite(name)
         assert selection.evaluate == "val" and demo.evaluate == "test"
         assert (demo.split, demo.data) == (selection.split, selection.data)
-        assert selection.budget.minutes <= demo.budget.minutes  # the demo's cap cuts nothing the selection's did not
-        candidates += [
-            (s.name, s.config, s.postprocess, selection.budget_for(s).epochs) for s in selection.architectures
-        ]
+        candidates += [(s.name, s.config, s.postprocess) for s in selection.architectures]
         steps += [(s.name, step) for s in selection.architectures for v in s.ablation for step in v["steps"]]
     for spec in demo.architectures:
-        assert (spec.name, spec.config, spec.postprocess, demo.budget_for(spec).epochs) in candidates, spec.label
+        if spec not in learned and spec.name != "ensemble":  # an ensemble is its members (above) and its fusion
+            assert (spec.name, spec.config, spec.postprocess) in candidates, spec.label
         for variant in spec.ablation:  # each step of a variant, with its parameters, was a candidate for this
             for step in variant["steps"]:  # architecture (its config may have changed since: the suite says so)
                 assert (spec.name, step) in steps, f"{spec.label}+{variant['name']}: {step}"

@@ -36,7 +36,7 @@ def tuning_suite(folder: Path) -> Path:
 
 
 def tune(suite: Path, config: Path, root: Path, *extra: str):
-    """`bench tune` on two unet3d trials, in-process."""
+    """`bench tune` of unet3d, in-process."""
     return bench("tune", "--suite", suite, "--data", config, "--results", root, *extra)
 
 
@@ -54,7 +54,7 @@ def tuned(smoke_config, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Project, "tomogram", tomogram)
-        first = tune(suite, smoke_config, folder / "a", "--trials", "3", "--arch", "unet3d")
+        first = tune(suite, smoke_config, folder / "a", "--trials", "2", "--arch", "unet3d")
         assert first.exit_code == 0, first.output
         plain = Tuning.run_trial
         calls = []
@@ -66,7 +66,7 @@ def tuned(smoke_config, tmp_path_factory):
             return plain(self, *args)
 
         patch.setattr(Tuning, "run_trial", stopped_at_the_second)
-        second = tune(suite, smoke_config, folder / "b", "--trials", "3", "--arch", "unet3d")
+        second = tune(suite, smoke_config, folder / "b", "--trials", "2", "--arch", "unet3d")
         assert second.exit_code != 0
         patch.setattr(Tuning, "run_trial", plain)
         stopped = next((folder / "b" / "tuning-tune").iterdir())
@@ -79,15 +79,15 @@ def tuned(smoke_config, tmp_path_factory):
 def test_every_trial_trains_on_train_and_scores_on_val_never_opening_a_test_run(tuned):
     assert tuned["opened"] and not set(tuned["opened"]) & set(SMOKE.split.test)
     trials = pd.read_csv(tuned["first"] / TRIALS)
-    assert list(trials["architecture"]) == ["unet3d"] * 3
+    assert list(trials["architecture"]) == ["unet3d"] * 2
     assert set(trials["state"]) <= {"COMPLETE", "PRUNED"} and trials["val_score"].between(0, 1).all()
-    assert "tune: unet3d: trial 3/3" in tuned["output"] and "best val" in tuned["output"]
+    assert "tune: unet3d: trial 2/2" in tuned["output"] and "best val" in tuned["output"]
 
 
 def test_the_same_command_makes_the_same_trials_and_choice_even_when_resumed(tuned):
     first, resumed = (pd.read_csv(tuned[key] / TRIALS) for key in ("first", "resumed"))
     counted = resumed[resumed["state"] != "FAIL"].reset_index(drop=True)  # the interrupted trial, made again
-    assert len(resumed) == 4 and list(resumed["state"]).count("FAIL") == 1
+    assert len(resumed) == 3 and list(resumed["state"]).count("FAIL") == 1
     pd.testing.assert_series_equal(first["params"], counted["params"])
     pd.testing.assert_series_equal(first["val_score"], counted["val_score"])
     assert (tuned["first"] / TUNED).read_text().split("\n", 3)[3] == (tuned["resumed"] / TUNED).read_text().split(
@@ -100,7 +100,7 @@ def test_the_tuned_suite_holds_the_best_trial_for_the_entry_and_its_ensemble_mem
     best = trials.loc[trials["val_score"].idxmax()]
     path = tuned["first"] / TUNED
     text = path.read_text()
-    assert text.startswith("# Tuned by `bench tune --suite tuning --trials 3`")
+    assert text.startswith("# Tuned by `bench tune --suite tuning --trials 2`")
     assert f"unet3d: val {best['val_score']:.3f}, trial {int(best['trial'])}" in text
     suite = load_suite(str(path))
     unet3d = next(spec for spec in suite.architectures if spec.name == "unet3d")
@@ -115,7 +115,7 @@ def test_a_tuning_report_shows_every_trial_and_a_slice_plot(tuned, tmp_path):
     result = bench("report", "--results", tuned["first"], "--out", tmp_path)
     assert result.exit_code == 0, result.output
     readme = (tmp_path / "README.md").read_text()
-    assert readme.count("| complete |") + readme.count("| pruned |") == 3
+    assert readme.count("| complete |") + readme.count("| pruned |") == 2
     assert "Chosen: trial" in readme and (tmp_path / "slice_unet3d.png").stat().st_size > 10_000
 
 

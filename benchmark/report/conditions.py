@@ -3,6 +3,8 @@ from the manifest."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def conditions(manifest: dict, split: str, runs: int, weights: dict[str, float], hard: list[str]) -> list[str]:
     """Bullet lines stating the data, split, budget, seeds, metric, device and code of the run."""
@@ -24,7 +26,7 @@ def conditions(manifest: dict, split: str, runs: int, weights: dict[str, float],
         f"{', '.join(manifest['split']['test'])}; scored: {scored}"
         + (f"; plus {len(folds)} folds ({', '.join(folds)}: see the manifest)" if folds else ""),
         f"- Budget: every fit capped at {budget['minutes']:g} min of wall clock from the call of `fit` to its "
-        f"return (stopped at +{budget['grace_minutes']:g} min); epoch bounds: {bounds}",
+        f"return (stopped at +{budget['grace_minutes']:g} min); epoch bounds: {bounds}{calibrated_bounds(manifest)}",
         f"- Runs: seeds {', '.join(map(str, manifest['seeds']))} x {len(manifest['folds'])} fold(s)"
         + ("" if runs > 1 else "; a single training run: its interval covers test-set sampling only"),
         f"- Metric: F-beta (beta 4) per particle type, the competition score weighting them {said} (divided by "
@@ -56,6 +58,17 @@ def cpu_kernels(manifest: dict) -> str:
         if (flags := env.get("cpu_flags")) is not None
     ]
     return " / ".join(dict.fromkeys(said)) or "CPU kernels not recorded"
+
+
+def calibrated_bounds(manifest: dict) -> str:
+    """Where the epoch bounds came from, when a calibration gave them."""
+    record = manifest.get("calibration")
+    if not record:
+        return ""
+    machine = (record.get("machine") or {}).get("device_name", "an unrecorded machine")
+    return (f", the learned single-model rows' derived from {record['train_seconds']:g} s of training each on the "
+            f"reference machine ({machine}, calibrated {str(record.get('measured'))[:10]} at commit "
+            f"{record.get('git')}: `{Path(record['file']).name}`)")  # fmt: skip
 
 
 def _launches(launches: list[dict]) -> list[str]:

@@ -241,6 +241,17 @@ class Report:
             rows.append([arch, f"`{entry.get('architecture', '?')}`", said, str(bound or "-"), precision])
         return table(rows, ["Architecture", "Plug-in", "Differences from its defaults", "Epoch bound", "Precision"])
 
+    def precision_note(self) -> str:
+        """Which rows trained in a precision other than the suite's, named; or that none did."""
+        suite = self.manifest.get("compute", {}).get("precision")
+        ran = self.resources.dropna(subset=["compute_precision"]).groupby("architecture")["compute_precision"]
+        other = {arch: ", ".join(sorted(set(found) - {suite})) for arch, found in ran if set(found) - {suite}}
+        if suite is None or not other:
+            return f"Every row trained in the suite's precision ({suite or 'not recorded'})."
+        named = "; ".join(f"{arch} in {found}" for arch, found in other.items())
+        return (f"Not in the suite's precision ({suite}): {named}; the plug-in chose it (its config or its library), "
+                "so under a binding cap these rows got another number of steps.")  # fmt: skip
+
     def validation_table(self) -> str | None:
         """The val competition score per architecture with its interval: the figure settings are chosen by."""
         if self.split == "val" or self.evidence["val"]["counts"].empty:
@@ -383,6 +394,8 @@ class Report:
                 "precision it trained in.",
                 "",
                 self.configuration_table(),
+                "",
+                self.precision_note(),
                 "",
                 f"## Per-tomogram scores ({self.split} runs)",
                 "",
