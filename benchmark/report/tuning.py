@@ -10,6 +10,7 @@ from pathlib import Path
 import matplotlib
 import optuna
 import pandas as pd
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from benchmark.errors import BenchError
 from benchmark.files import write_figure, write_text
@@ -53,6 +54,12 @@ def slice_figure(folder: Path, label: str):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         axes = optuna.visualization.matplotlib.plot_slice(study, target_name="val competition score")
     figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+    for axis in figure.axes:
+        if axis.get_xscale() == "log":  # plain tick labels: matplotlib's 2x10^-3 labels run together
+            axis.xaxis.set_major_locator(MaxNLocator(nbins=3))
+            axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
+            axis.xaxis.set_minor_formatter(NullFormatter())
+            axis.tick_params(axis="x", labelrotation=30)
     figure.suptitle(f"{label}: val score against each searched option ({len(study.trials)} trials)")
     return figure
 
