@@ -24,7 +24,7 @@ from benchmark.runner import resolve_data
 from benchmark.suite import SPLIT_FOLD, ArchitectureSpec, Suite
 from metrics.resources import synchronizer
 
-MEASURED_EPOCHS = 3  # a first epoch (warm-up included) and two more, whose median is the epoch time
+MEASURED_EPOCHS = 4  # a first epoch (warm-up included) and three more, whose median is the epoch time
 SLOWER = 3  # the cap must leave a machine this many times slower than the reference time to finish
 
 
@@ -59,6 +59,7 @@ def machine(device: str) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "torch_threads": state["num_threads"],
         "torch": library_versions()["torch"],
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),  # as jobs run: PASSIVE
     }
 
 

@@ -22,7 +22,7 @@ from benchmark.endings import SLURM_ACTIVE, SLURM_QUEUED, process_failure, slurm
 from benchmark.errors import BenchError
 from benchmark.interface import Budget
 from benchmark.jobspec import PHASES
-from benchmark.processes import kill_tree, runner_mark
+from benchmark.processes import JOB_WAIT_POLICY, kill_tree, runner_mark
 from benchmark.suite import Launch
 
 LAUNCHERS = ("process", "local", "slurm")
@@ -48,7 +48,7 @@ class Slot:
         passively slowed them 1.5x (benchmarks/test_contention.py), for about a fifth more time alone."""
         pinned = {} if self.gpu is None else {"CUDA_VISIBLE_DEVICES": self.gpu}
         threads = {} if self.threads is None else dict.fromkeys(THREAD_VARIABLES, str(self.threads))
-        return pinned | threads | {"OMP_WAIT_POLICY": "PASSIVE"}
+        return pinned | threads | JOB_WAIT_POLICY
 
 
 class Running(ABC):

@@ -34,6 +34,9 @@ def tune(
 ) -> None:
     """Search each architecture's hyper-parameters on val with Optuna (TPE, a median pruner on the learning curve),
     the same trials for each; writes a suite file with the chosen configs (tuned.yaml) into the tuning folder."""
+    from benchmark.processes import wait_as_jobs_do
+
+    wait_as_jobs_do()  # before torch loads: epochs timed here as long as a job's
     import json
 
     from benchmark.data import Project
