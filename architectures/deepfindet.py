@@ -35,6 +35,7 @@ from monai.losses import TverskyLoss
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from architectures.parts.augmentation import WEDGE_KEEPING
 from architectures.parts.segmenter import PatchSegmenter
 from architectures.parts.training import SCHEDULE_DEFAULTS
 from benchmark.registry import register
@@ -53,6 +54,7 @@ DEFAULTS = {
     "target_radius_fraction": 0.5,  # target sphere radius, x the particle radius
     "particle_share": 0.8,  # share of patches centred near a particle (class drawn uniformly), the rest anywhere
     "jitter": 15,  # voxels: random shift of a particle-centred patch (DeepFindET's Lrnd)
+    "augment": list(WEDGE_KEEPING),  # flips of z, y and x: the symmetries that keep the missing wedge
     "roi_size": 72,  # sliding window (an int or [z, y, x]), multiples of 2 ** (levels - 1)
     "overlap": 0.25,
     "sw_batch_size": 1,

@@ -34,6 +34,7 @@ import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
+from architectures.parts.augmentation import WEDGE_KEEPING
 from architectures.parts.segmenter import PatchSegmenter
 from architectures.parts.training import SCHEDULE_DEFAULTS
 from benchmark.registry import register
@@ -54,6 +55,7 @@ DEFAULTS = {
     "target_radius_fraction": 0.5,  # target sphere radius, x the particle radius
     "particle_share": 0.9,  # share of patches centred near a particle (class drawn uniformly), the rest anywhere
     "jitter": 24,  # voxels: random shift of a particle-centred patch, a quarter of the patch
+    "augment": list(WEDGE_KEEPING),  # flips of z, y and x: the symmetries that keep the missing wedge
     "roi_size": 96,  # sliding window (an int or [z, y, x]), multiples of the strides' product
     "overlap": 0.25,
     "sw_batch_size": 1,

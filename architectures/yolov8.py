@@ -12,7 +12,8 @@ The runner's tracker drives the trainer from its callbacks: one ultralytics epoc
 is one tracker epoch, and training stops when the tracker says the budget is spent. Ultralytics' validation passes
 are skipped (the runner tunes thresholds on val) and the weights are the EMA of the last epoch, saved by ultralytics
 in fp16. Augmentation keeps what matters in a tomogram: no scaling (box size tells the particles apart), no colour
-(grayscale), flips in x-y only (the missing wedge's axis stays put); mosaic and translation as configured.
+(grayscale), flips of y and x only (flips keep the missing wedge about y; turns and rotations would move it); mosaic
+and translation as configured.
 Predictions keep every detection above a very low confidence: the merged 3D picks are all scored, for the runner.
 """
 

@@ -1,4 +1,5 @@
-"""heatmap-unet: Gaussian targets, max-pool peaks, flip test-time augmentation, and its training on the device path."""
+"""heatmap-unet: point and Gaussian targets, the winners' weighted cross-entropy at an output stride, tie-broken
+max-pool peaks, flip test-time augmentation, its backbones, and its training on the device path."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from architectures.heatmap_unet import HeatmapUNet
-from architectures.parts.peaks import local_maxima, pooled_maxima
+from architectures.heatmap_unet import HeatmapUNet, StridedLoss, WeightedCrossEntropy
+from architectures.parts.peaks import break_ties, local_maxima, pooled_maxima
 from architectures.parts.training import Optimisation
-from architectures.parts.volumes import paint_gaussians
+from architectures.parts.volumes import paint_gaussians, paint_points
 from benchmark.coords import XYZ
 from benchmark.data import Tomogram
 from benchmark.errors import BenchError
@@ -57,12 +58,72 @@ def test_flip_tta_averages_the_passes_over_the_flipped_volume():
     tomogram = Tomogram("TS", "denoised", VOXEL, (volume,))
     whole = {**TINY, "roi_size": [16, 32, 32], "tile_size": [16, 32, 32]}  # one window: flips move no window edge
     plain = HeatmapUNet(whole, PARTICLES, "cpu", 0)
-    flipped = HeatmapUNet({**whole, "tta_flips": ["x", "y", "yx"]}, PARTICLES, "cpu", 0)
+    flipped = HeatmapUNet({**whole, "tta_flips": ["z", "x", "yx"]}, PARTICLES, "cpu", 0)
     with torch.inference_mode():
-        flips = [(), (2,), (1,), (1, 2)]  # none, x, y, both: axes of the (z, y, x) volume
+        flips = [(), (0,), (2,), (1, 2)]  # none, z, x, y and x: axes of the (z, y, x) volume
         maps = [plain.heatmaps(Tomogram("TS", "denoised", VOXEL, (np.flip(volume, d).copy(),))) for d in flips]
         expected = sum(m.flip([d + 1 for d in dims]) for m, dims in zip(maps, flips, strict=True)) / 4
         torch.testing.assert_close(flipped.heatmaps(tomogram), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_a_pick_paints_one_voxel_the_nearest_on_its_class_channel():
+    xyz = np.array([[12.4, 10.6, 8.2]]) * VOXEL
+    maps = paint_points((16, 20, 24), pd.DataFrame([("thyroglobulin", *xyz[0])], columns=["particle_type", *XYZ]),
+                        PARTICLES, VOXEL)  # fmt: skip
+    channel = PARTICLES["thyroglobulin"].label - 1
+    assert maps.sum() == 1 and maps[channel, 8, 11, 12] == 1
+
+
+def test_the_weighted_cross_entropy_is_the_winners_per_channel_mean_weighted_sum():
+    logits = torch.randn(2, 3, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    maps = torch.zeros(2, 2, 4, 4, 4)
+    maps[0, 1, 1, 2, 3] = 1.0
+    log_p = torch.log_softmax(logits, dim=1)
+    expected = 10 * -(log_p[0, 1, 1, 2, 3]) / 128  # the one particle voxel, over 2 x 64 voxels, weight 10
+    background = torch.ones(2, 4, 4, 4)
+    background[0, 1, 2, 3] = 0
+    expected += -(log_p[:, 2] * background).sum() / 128
+    torch.testing.assert_close(WeightedCrossEntropy(2, 10.0)(logits, maps), expected)
+
+
+def test_at_output_stride_2_a_point_pools_to_one_coarse_voxel_and_peaks_sit_at_its_centre():
+    maps = torch.zeros(1, 1, 8, 8, 8)
+    maps[0, 0, 5, 2, 3] = 1.0
+    seen = {}
+    StridedLoss(lambda logits, pooled: seen.update(t=pooled) or torch.zeros(()))(torch.zeros(1, 1, 4, 4, 4), maps)
+    assert seen["t"].sum() == 1 and seen["t"][0, 0, 2, 1, 1] == 1
+    model = HeatmapUNet({**TINY, "loss": "bce"}, PARTICLES, "cpu", 0)  # sigmoid maps: one channel per class
+    logits = torch.full((1, 6, 4, 4, 4), -8.0)
+    logits[0, 0, 2, 1, 1] = 8.0  # the coarse voxel holding input voxels 4-5, 2-3, 2-3
+    upsampled = model.activation(logits)[0, 0]
+    assert upsampled.shape == (8, 8, 8)
+    centre = upsampled[..., None] * torch.stack(torch.meshgrid(*[torch.arange(8.0)] * 3, indexing="ij"), -1)
+    torch.testing.assert_close(centre.sum((0, 1, 2)) / upsampled.sum(), torch.tensor([4.5, 2.5, 2.5]), atol=0.05,
+                               rtol=0)  # fmt: skip
+
+
+def test_peaks_that_tie_within_the_suppression_cube_give_one_pick():
+    volume = torch.zeros(12, 12, 12)
+    volume[5, 5, 5] = volume[5, 5, 7] = 0.8  # a tie two voxels apart
+    volume[5, 5, 11] = 0.5  # alone
+    zyx, values = pooled_maxima(volume, 5, 0.1)
+    assert len(zyx) == 3  # both tied voxels are maxima of their cubes
+    zyx, values = break_ties(zyx, values, 2)
+    assert zyx.tolist() == [[5, 5, 5], [5, 5, 11]] and values.tolist() == pytest.approx([0.8, 0.5])
+
+
+@pytest.mark.parametrize(
+    "backbone",
+    [{"backbone": "dynunet", "filters": [4, 8, 8]},
+     {"backbone": "flexible-unet", "encoder": "resnet10", "decoder_channels": [8, 8, 8, 8, 4], "patch_size": 32,
+      "roi_size": 32, "tile_size": 32}],
+)  # fmt: skip
+def test_the_other_monai_backbones_give_maps_of_the_window_size(backbone):
+    model = HeatmapUNet({**TINY, **backbone}, PARTICLES, "cpu", 0)
+    size = model.config["patch_size"]
+    with torch.inference_mode():
+        maps = model._outputs(torch.randn(1, 1, size, size, size))
+    assert maps.shape == (1, 6, size, size, size) and float(maps.min()) >= 0 and float(maps.max()) <= 1
 
 
 def test_predict_puts_one_pick_on_each_heatmap_peak_scored_by_its_value(monkeypatch):
@@ -92,7 +153,7 @@ def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch():
 
 
 def test_bf16_runs_the_network_under_autocast_and_fp32_does_not():
-    model = HeatmapUNet(TINY, PARTICLES, "cpu", 0)
+    model = HeatmapUNet({**TINY, "output_stride": 1}, PARTICLES, "cpu", 0)  # autocast pools in fp32: the bare net
     images = torch.randn(1, 1, 16, 16, 16)
     with torch.inference_mode():
         model.precision = "bf16"
@@ -104,9 +165,11 @@ def test_bf16_runs_the_network_under_autocast_and_fp32_does_not():
             assert model.network(images).dtype == torch.float32
 
 
-def test_unknown_flips_and_sizes_the_network_cannot_halve_are_refused_in_one_line():
-    for flips in (["z"], "yx"):  # a z flip; a string, which would be read letter by letter
-        with pytest.raises(BenchError, match=r"tta_flips .* must be a list of any of x, y, yx"):
+def test_unknown_flips_choices_and_sizes_the_network_cannot_halve_are_refused_in_one_line():
+    for flips in (["w"], "yx", ["xx"]):  # an unknown axis; a string, which would be read letter by letter; twice
+        with pytest.raises(BenchError, match=r"tta_flips .* must be a list of strings of distinct axes z, y, x"):
             HeatmapUNet.check_config({"tta_flips": flips})  # what the runner's preflight calls
+    with pytest.raises(BenchError, match="loss 'dice' must be one of weighted-ce, focal, bce"):
+        HeatmapUNet.check_config({"loss": "dice"})
     with pytest.raises(BenchError, match="multiples of 4"):
         HeatmapUNet({**TINY, "patch_size": 18}, PARTICLES, "cpu", 0)

@@ -67,6 +67,7 @@ def test_augmentation_moves_boxes_with_their_pixels(seed):
     box = np.array([[4.0, 3.0, 11.0, 8.0]])  # x1, y1, x2, y2
     image[:, 3:8, 4:11] = 1.0
     turned, moved = augment_slice(image, box, np.random.default_rng(seed))
+    assert turned.shape == image.shape  # flips only: a turn would swap y and x and move the missing wedge
     ys, xs = np.nonzero(turned[0])
     assert moved[0].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
     assert np.array_equal(turned[0], turned[1])

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from architectures.parts.augmentation import check_augmentations
 from architectures.parts.device import autocast
 from architectures.parts.training import SCHEDULE_DEFAULTS, Optimisation, check_schedule
 from architectures.parts.volumes import PatchSampler, SlidingWindow
@@ -45,6 +46,7 @@ class PatchNetwork(Architecture):
         "steps_per_epoch",
         "particle_share",  # share of patches centred near a particle (class drawn uniformly), the rest anywhere
         "jitter",  # voxels: random shift of a particle-centred patch
+        "augment",  # the patches' augmentations, by name (`architectures.parts.augmentation`)
         "roi_size",  # sliding window (an int or [z, y, x]), multiples of the down-sampling factor
         "overlap",
         "sw_batch_size",  # windows per forward pass
@@ -64,9 +66,11 @@ class PatchNetwork(Architecture):
 
     @classmethod
     def check_config(cls, config: dict[str, Any]) -> None:
-        """Unknown options (as every plug-in) and schedule options out of range: before any job runs."""
+        """Unknown options (as every plug-in), schedule options out of range and unknown augmentations: before any job
+        runs."""
         super().check_config(config)
         check_schedule(config, cls.__name__)
+        check_augmentations(config.get("augment", []), cls.__name__)
 
     def __init__(self, config: dict[str, Any], particles, device: str, seed: int):
         super().__init__(config, particles, device, seed)
@@ -109,6 +113,7 @@ class PatchNetwork(Architecture):
             jitter=c["jitter"],
             seed=self.seed,
             device=self.device,
+            augment=c["augment"],
         )
         loss_function = self.loss_function()
         optimiser = torch.optim.Adam(self.network.parameters(), lr=c["lr"])

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import ndimage
+from scipy.spatial import cKDTree
 from torch.nn import functional
 
 from benchmark.coords import XYZ, voxel_to_angstrom
@@ -36,6 +37,22 @@ def pooled_maxima(
     zyx, values = peaks.nonzero(), volume[peaks]  # both in row-major order
     order = torch.argsort(values, descending=True, stable=True)[:max_peaks]
     return zyx[order].cpu().numpy(), values[order].float().cpu().numpy()
+
+
+def break_ties(zyx: np.ndarray, values: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """The peaks (strongest first) less any within `half` voxels on every axis of one kept before it.
+
+    Maxima of `half`-wide cubes clash only where they tie (a plateau, or equal values a cube apart): the first of
+    each tie, in the given order, is kept.
+    """
+    if len(zyx) < 2:
+        return zyx, values
+    tree = cKDTree(zyx)
+    kept = np.ones(len(zyx), dtype=bool)
+    for index, near in enumerate(tree.query_ball_point(zyx, r=half, p=np.inf)):
+        if kept[index]:
+            kept[[n for n in near if n > index]] = False
+    return zyx[kept], values[kept]
 
 
 def refined_centres(volume: torch.Tensor, zyx: np.ndarray, half: int) -> np.ndarray:

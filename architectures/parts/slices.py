@@ -108,16 +108,15 @@ def box_targets(
 
 
 def augment_slice(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A random 90-degree rotation and x flip in the slice plane of an image (c, y, x) and its boxes (n, 4): the
-    missing wedge's axis (z) is never moved, so its geometry is kept."""
-    turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+    """Random flips of y and of x of an image (c, y, x) and its boxes (n, 4): flips keep a missing wedge about y
+    (`architectures.parts.augmentation`); a 90-degree turn of the slice plane would move it about x."""
+    flip_y, flip_x = (bool(b) for b in rng.integers(2, size=2))
     boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
-    for _ in range(turns):  # np.rot90 over (y, x): a pixel (y, x) goes to (width - 1 - x, y)
-        width = image.shape[2]
-        image = np.rot90(image, 1, axes=(1, 2))
-        boxes = np.stack([boxes[:, 1], width - boxes[:, 2], boxes[:, 3], width - boxes[:, 0]], axis=1)
-    if flip:
-        width = image.shape[2]
+    height, width = image.shape[1:]
+    if flip_y:
+        image = image[:, ::-1]
+        boxes = np.stack([boxes[:, 0], height - boxes[:, 3], boxes[:, 2], height - boxes[:, 1]], axis=1)
+    if flip_x:
         image = image[:, :, ::-1]
         boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
-    return np.ascontiguousarray(image), boxes
+    return np.array(image), boxes  # a writable, contiguous copy whether flipped or not

@@ -17,6 +17,7 @@ from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
+from architectures.parts.augmentation import WEDGE_KEEPING, Augmentation
 from architectures.parts.device import to_device
 from architectures.parts.peaks import picks_from_voxels
 from benchmark.coords import XYZ, angstrom_to_voxel
@@ -93,6 +94,19 @@ def paint_gaussians(
     return maps.astype(np.float16)
 
 
+def paint_points(
+    shape: tuple[int, int, int], picks: pd.DataFrame, particles: ParticleTable, voxel_size: float
+) -> np.ndarray:
+    """Per-class point maps (labels 1..max as channels 0..max-1, float16): 1 at the voxel nearest each Å pick."""
+    maps = np.zeros((class_count(particles) - 1, *shape), dtype=np.float16)
+    for particle in particles:
+        xyz = picks.loc[picks["particle_type"] == particle.name, XYZ].to_numpy(float)
+        voxels = np.rint(angstrom_to_voxel(xyz, voxel_size)).astype(int)  # the voxel whose centre is nearest
+        voxels = voxels[np.all((voxels >= 0) & (voxels < shape), axis=1)]
+        maps[(particle.label - 1, *voxels.T)] = 1
+    return maps
+
+
 def intensity_statistics(tomogram: Tomogram, slab: int = 16) -> tuple[float, float]:
     """Mean and standard deviation of level 0, accumulated over thin z-slabs so the volume is never held whole.
 
@@ -123,16 +137,6 @@ def standardised(
     return volume
 
 
-def augment(image: torch.Tensor, target: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random 90-degree rotation about z and x-flip (the y-x square's symmetries) of an image (z, y, x) and its
-    target (z, y, x, or channels first); z is never moved or mixed."""
-    turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-    image, target = torch.rot90(image, turns, dims=(-2, -1)), torch.rot90(target, turns, dims=(-2, -1))
-    if flip:
-        image, target = image.flip(-1), target.flip(-1)
-    return image, target
-
-
 def particle_sites(samples: Sequence[Sample], particles: ParticleTable) -> dict[int, np.ndarray]:
     """Per class, the (sample index, z, y, x) voxel rows of its ground-truth picks."""
     sites = {}
@@ -152,7 +156,7 @@ class PatchSampler:
     A target is a class-index volume (z, y, x), uint8, or per-class maps (channels, z, y, x), float; patches come
     as float32 images (n, 1, s, s, s) with int64 class targets (n, 1, s, s, s) or float32 maps (n, channels, s, s,
     s). Corners and augmentations are drawn on the host (a few numbers per patch), so on a GPU no step waits for the
-    host to cut or copy a batch.
+    host to cut or copy a batch; `augment` names the augmentations (`architectures.parts.augmentation`).
     """
 
     def __init__(
@@ -165,6 +169,7 @@ class PatchSampler:
         jitter: int,
         seed: int,
         device: str = "cpu",
+        augment: Sequence[str] = WEDGE_KEEPING,
     ):
         small = [tuple(v.shape) for v in volumes if min(v.shape) < size]
         if small:
@@ -173,6 +178,7 @@ class PatchSampler:
         self.targets = [torch.as_tensor(t).to(device) for t in targets]
         self.sites, self.size, self.particle_share, self.jitter = sites, size, particle_share, jitter
         self.rng = np.random.default_rng(seed)
+        self.augmentation = Augmentation(augment, seed, maps=self.targets[0].dim() == 4)
 
     @classmethod
     def from_samples(
@@ -203,7 +209,7 @@ class PatchSampler:
         for _ in range(count):
             index, corner = self.origin()
             box = tuple(slice(int(c), int(c) + self.size) for c in corner)
-            image, target = augment(self.volumes[index][box], self.targets[index][(..., *box)], self.rng)
+            image, target = self.augmentation(self.volumes[index][box], self.targets[index][(..., *box)])
             images.append(image)
             targets.append(target)
         images, targets = torch.stack(images)[:, None], torch.stack(targets)
