@@ -17,7 +17,7 @@ from benchmark.data import Project
 from benchmark.environment import git_state, library_versions, torch_state
 from benchmark.errors import BenchError
 from benchmark.interface import Tracker
-from benchmark.job import build, fit_timed, load_samples, seed_everything
+from benchmark.job import fit_timed, load_samples, seeded_model
 from benchmark.preflight import learned_entries
 from benchmark.results import utc_now
 from benchmark.runner import resolve_data
@@ -31,9 +31,7 @@ SLOWER = 3  # the cap must leave a machine this many times slower than the refer
 def measure(spec: ArchitectureSpec, suite: Suite, project: Project, samples: dict, device: str, epochs: int) -> dict:
     """Fit one entry for `epochs` epochs as a job does (seeded, timed from the call of fit) and split its seconds."""
     seed = suite.seeds[0]
-    seed_everything(seed, suite.compute)
-    model = build(spec, project, device, seed)
-    model.precision = suite.compute.precision_on(device)
+    model = seeded_model(spec, suite, project, device, seed)
     tracker = Tracker(replace(suite.budget, epochs=epochs), synchronizer(device))
     with tempfile.TemporaryDirectory() as work:
         model.workdir = Path(work)

@@ -76,6 +76,15 @@ def build(spec: ArchitectureSpec, project: Project, device: str, seed: int) -> A
     return ARCHITECTURES.get(spec.name)(spec.config, project.particles, device, seed)
 
 
+def seeded_model(spec: ArchitectureSpec, suite: Suite, project: Project, device: str, seed: int) -> Architecture:
+    """A fit outside a job (a calibration, a tuning trial) starts as a job's does: seeded, built, in the suite's
+    precision."""
+    seed_everything(seed, suite.compute)
+    model = build(spec, project, device, seed)
+    model.precision = suite.compute.precision_on(device)
+    return model
+
+
 def run_job(job: JobSpec) -> dict:
     """Fit on train; predict val (thresholds, warm-up); only then read the test runs, predict them timed, score."""
     folder = Path(job.folder)

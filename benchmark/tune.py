@@ -35,7 +35,7 @@ from benchmark.errors import BenchError
 from benchmark.evaluation import post_process, predict_picks
 from benchmark.files import write_csv, write_json
 from benchmark.interface import Tracker
-from benchmark.job import build, fit_timed, load_samples, seed_everything
+from benchmark.job import fit_timed, load_samples, seeded_model
 from benchmark.learning_curve import LearningCurve, curve_epochs, predicts_mid_fit, val_score
 from benchmark.registry import ARCHITECTURES
 from benchmark.results import utc_now
@@ -135,9 +135,7 @@ class Tuning:
         self, trial: optuna.Trial, spec: ArchitectureSpec, project: Project, samples: dict
     ) -> tuple[float, Tracker]:
         """Fit on train for the entry's epoch bound, reporting the learning curve to the pruner; the val score."""
-        seed_everything(self.seed, self.suite.compute)
-        model = build(spec, project, self.device, self.seed)
-        model.precision = self.suite.compute.precision_on(self.device)
+        model = seeded_model(spec, self.suite, project, self.device, self.seed)
         budget = self.suite.budget_for(spec)
         sync = synchronizer(self.device)
         tracker = Tracker(budget, sync)

@@ -121,6 +121,7 @@ def test_a_tuning_report_shows_every_trial_and_a_slice_plot(tuned, tmp_path):
 
 def test_a_resume_refuses_new_trials_and_a_tuning_needs_a_trial_count(tuned, smoke_config, tmp_path):
     assert_one_line_error(tune(tuned["suite"], smoke_config, tmp_path), "--trials N")
+    kept = {name: (tuned["first"] / name).read_bytes() for name in (RECORD, TRIALS)}
     again = tune(tuned["suite"], smoke_config, tmp_path, "--resume", tuned["first"], "--trials", "5")
     assert_one_line_error(again, "keeps the trials")
-    assert (tuned["first"] / RECORD).is_file()
+    assert {name: (tuned["first"] / name).read_bytes() for name in kept} == kept  # the refusal changed nothing

@@ -8,9 +8,10 @@ import warnings
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import optuna
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from benchmark.errors import BenchError
 from benchmark.files import write_figure, write_text
@@ -56,8 +57,9 @@ def slice_figure(folder: Path, label: str):
     figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
     for axis in figure.axes:
         if axis.get_xscale() == "log":  # plain tick labels: matplotlib's 2x10^-3 labels run together
-            axis.xaxis.set_major_locator(MaxNLocator(nbins=3))
-            axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
+            low, high = axis.get_xlim()  # three ticks evenly spaced on the log axis, at two significant figures
+            axis.xaxis.set_major_locator(FixedLocator([float(f"{v:.2g}") for v in np.geomspace(low, high, 5)[1:-1]]))
+            axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             axis.xaxis.set_minor_formatter(NullFormatter())
             axis.tick_params(axis="x", labelrotation=30)
     figure.suptitle(f"{label}: val score against each searched option ({len(study.trials)} trials)")
