@@ -1,13 +1,16 @@
-"""`bench calibrate`: measure on this machine each learned entry's set-up, first-epoch and epoch seconds, and derive
-the epoch bounds that give every one of them the suite's `train_seconds` of training (`benchmark.calibration`)."""
+"""`bench calibrate`: measure on this machine each learned entry's set-up, first-epoch and epoch seconds, each in a
+fresh process as a job trains, and derive the epoch bounds that give every one of them the suite's `train_seconds`
+of training (`benchmark.calibration`)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
 import statistics
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from benchmark.job import fit_timed, load_samples, seeded_model
 from benchmark.preflight import learned_entries
 from benchmark.results import utc_now
 from benchmark.runner import resolve_data
-from benchmark.suite import SPLIT_FOLD, ArchitectureSpec, Suite
+from benchmark.suite import SPLIT_FOLD, ArchitectureSpec, Suite, load_suite
 from metrics.resources import synchronizer
 
 MEASURED_EPOCHS = 4  # a first epoch (warm-up included) and three more, whose median is the epoch time
@@ -46,6 +49,17 @@ def measure(spec: ArchitectureSpec, suite: Suite, project: Project, samples: dic
     }
 
 
+def measure_apart(suite_path: Path, config: str, label: str, device: str, epochs: int) -> dict:
+    """`measure` one entry in a process of its own, started afresh as a job's is: its imports, threads and first
+    epoch's warm-up are a job's, not those left by the entries measured before it."""
+    suite = load_suite(str(suite_path), calibrated=False)
+    project = Project(config, suite.metric)
+    split = suite.folds[SPLIT_FOLD]
+    samples = {name: load_samples(project, getattr(split, name), suite.data) for name in ("train", "val")}
+    spec = next(spec for spec in suite.architectures if spec.label == label)
+    return measure(spec, suite, project, samples, device, epochs)
+
+
 def machine(device: str) -> dict[str, Any]:
     """The machine a calibration ran on, as a reader compares it with theirs."""
     state = torch_state(device)
@@ -67,13 +81,12 @@ def calibrate(
     """The calibration of a suite on this machine: per learned entry its measured seconds and derived bound."""
     if suite.train_seconds is None:
         raise BenchError(f"suite {suite.name} has no budget.train_seconds; set the training time to calibrate for")
-    project = Project(resolve_data(suite, config, echo)["config"], suite.metric)
-    split = suite.folds[SPLIT_FOLD]
-    samples = {name: load_samples(project, getattr(split, name), suite.data) for name in ("train", "val")}
+    config = str(resolve_data(suite, config, echo)["config"])
     entries = {}
     for spec in learned_entries(suite):
-        echo(f"calibrate: {spec.label}: {epochs} epochs on {device}")
-        measured = measure(spec, suite, project, samples, device, epochs)
+        echo(f"calibrate: {spec.label}: {epochs} epochs on {device}, in a fresh process")
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as apart:
+            measured = apart.submit(measure_apart, suite.path, config, spec.label, device, epochs).result()
         bound = epochs_for(suite.train_seconds, *measured.values())
         expected = measured["setup_seconds"] + measured["first_epoch_seconds"] + (bound - 1) * measured["epoch_seconds"]
         entries[spec.label] = {

@@ -44,7 +44,7 @@ def test_a_pick_paints_a_gaussian_of_its_radius_fraction_on_its_class_channel_on
     assert not np.delete(maps, ribosome, axis=0).any()
 
 
-@pytest.mark.parametrize("size", [3, 5, 9])
+@pytest.mark.parametrize("size", [1, 3, 5, 9, 27])
 def test_max_pool_peaks_on_the_device_equal_scipy_local_maxima(size):
     volume = np.random.default_rng(size).random((20, 25, 30)).astype(np.float32)
     expected = local_maxima(volume, size, 0.3, max_peaks=40)

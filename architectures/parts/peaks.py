@@ -27,12 +27,11 @@ def pooled_maxima(
     volume: torch.Tensor, size: int, threshold: float, max_peaks: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """`local_maxima` on the volume's device: a voxel equal to the maximum of its `size`-wide cube (an odd `size`,
-    centred; separable sliding maxima, the cube cut at the edges) and above `threshold`; (z, y, x) indices and
-    values, strongest first."""
+    centred; separable sliding maxima, the cube cut at the edges) and above `threshold`; (z, y, x) indices and values,
+    strongest first."""
     pooled = volume
-    for axis in range(3):  # a strided window view reduced by amax: several times faster than max_pool3d on CPU
-        line = functional.pad(pooled.movedim(axis, -1), (size // 2, size // 2), value=float("-inf"))
-        pooled = line.unfold(-1, size, 1).amax(dim=-1).movedim(-1, axis)
+    for axis in range(3):
+        pooled = sliding_maximum(pooled, axis, size)
     peaks = (volume == pooled) & (volume > threshold)
     zyx, values = peaks.nonzero(), volume[peaks]  # both in row-major order
     order = torch.argsort(values, descending=True, stable=True)[:max_peaks]
@@ -53,6 +52,20 @@ def break_ties(zyx: np.ndarray, values: np.ndarray, half: int) -> tuple[np.ndarr
         if kept[index]:
             kept[[n for n in near if n > index]] = False
     return zyx[kept], values[kept]
+
+
+def sliding_maximum(volume: torch.Tensor, axis: int, size: int) -> torch.Tensor:
+    """The maximum over the centred `size`-wide window (odd `size`, cut at the edges) along one axis, by doubling
+    widths (van Herk / Gil-Werman): about log2(size) passes, where a window view reduced by amax costs `size`."""
+    half = size // 2
+    line = functional.pad(volume.movedim(axis, -1), (half, half), value=float("-inf"))
+    best, width = line, 1  # best[..., i]: the maximum of line[..., i : i + width]
+    while 2 * width <= size:
+        best = torch.maximum(best[..., :-width], best[..., width:])
+        width *= 2
+    if width < size:  # two overlapping windows of `width` cover one of `size`
+        best = torch.maximum(best[..., : best.shape[-1] - (size - width)], best[..., size - width :])
+    return best[..., : volume.shape[axis]].movedim(-1, axis)
 
 
 def refined_centres(volume: torch.Tensor, zyx: np.ndarray, half: int) -> np.ndarray:
