@@ -21,6 +21,7 @@ from benchmark.environment import git_state, library_versions, torch_state
 from benchmark.errors import BenchError
 from benchmark.interface import Tracker
 from benchmark.job import fit_timed, load_samples, seeded_model
+from benchmark.learning_curve import LearningCurve, predicts_mid_fit
 from benchmark.preflight import learned_entries
 from benchmark.results import utc_now
 from benchmark.runner import resolve_data
@@ -32,20 +33,32 @@ SLOWER = 3  # the cap must leave a machine this many times slower than the refer
 
 
 def measure(spec: ArchitectureSpec, suite: Suite, project: Project, samples: dict, device: str, epochs: int) -> dict:
-    """Fit one entry for `epochs` epochs as a job does (seeded, timed from the call of fit) and split its seconds."""
+    """Fit one entry for `epochs` epochs as a job does (seeded, timed from the call of fit) and split its seconds.
+
+    When the suite measures learning curves, a curve point follows the measured epochs and one more epoch is timed:
+    what it takes over the epoch time is what each point costs the training clock (the evaluation itself stops the
+    clock, but the epoch after it starts cold: its kernels and caches were the inference's).
+    """
     seed = suite.seeds[0]
     model = seeded_model(spec, suite, project, device, seed)
-    tracker = Tracker(replace(suite.budget, epochs=epochs), synchronizer(device))
+    curved = bool(suite.learning_curve) and predicts_mid_fit(model)
+    sync = synchronizer(device)
+    tracker = Tracker(replace(suite.budget, epochs=epochs + curved), sync)
+    if curved:
+        tracker.curve_epochs = (epochs,)
+        tracker.at_curve_point = LearningCurve(model, spec, project, samples, tracker, sync)
     with tempfile.TemporaryDirectory() as work:
         model.workdir = Path(work)
         fit_timed(model, samples, tracker, f"{spec.label} calibration")
     seconds = tracker.epoch_seconds
-    if len(seconds) < 2:
+    if len(seconds) < 2 + curved:
         raise BenchError(f"calibration: {spec.label} ran {len(seconds)} epoch(s) in the cap; raise budget.minutes")
+    epoch = statistics.median(seconds[1:epochs])
     return {
         "setup_seconds": tracker.train_seconds - sum(seconds),
         "first_epoch_seconds": seconds[0],
-        "epoch_seconds": statistics.median(seconds[1:]),
+        "epoch_seconds": epoch,
+        "curve_point_seconds": max(0.0, seconds[epochs] - epoch) if curved else 0.0,
     }
 
 
@@ -87,8 +100,10 @@ def calibrate(
         echo(f"calibrate: {spec.label}: {epochs} epochs on {device}, in a fresh process")
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as apart:
             measured = apart.submit(measure_apart, suite.path, config, spec.label, device, epochs).result()
-        bound = epochs_for(suite.train_seconds, *measured.values())
-        expected = measured["setup_seconds"] + measured["first_epoch_seconds"] + (bound - 1) * measured["epoch_seconds"]
+        curve = len(suite.learning_curve) * measured["curve_point_seconds"]  # the points' cost to the clock
+        fixed = measured["setup_seconds"] + measured["first_epoch_seconds"] + curve
+        bound = epochs_for(suite.train_seconds, fixed, measured["epoch_seconds"])
+        expected = fixed + (bound - 1) * measured["epoch_seconds"]
         entries[spec.label] = {
             "fingerprint": fingerprint(spec.name, spec.config),
             "epochs": bound,

@@ -31,9 +31,10 @@ def fingerprint(name: str, config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def epochs_for(seconds: float, setup: float, first: float, epoch: float) -> int:
-    """The epoch bound whose training time (set-up, a first epoch, then `epoch` each) is nearest `seconds`."""
-    return max(1, 1 + round((seconds - setup - first) / epoch))
+def epochs_for(seconds: float, fixed: float, epoch: float) -> int:
+    """The epoch bound whose training time (`fixed` seconds: set-up, the first epoch, learning-curve points; then
+    `epoch` each) is nearest `seconds`."""
+    return max(1, 1 + round((seconds - fixed) / epoch))
 
 
 def write_calibration(path: Path, command: str, content: dict[str, Any]) -> None:

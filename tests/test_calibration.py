@@ -17,9 +17,12 @@ from tests.commands import assert_one_line_error, bench
 SMOKE = Path(load_suite("smoke").path)
 
 
-def suite_file(folder: Path, seconds: float = 20.0, names: tuple[str, ...] = ("unet3d", "yolov8")) -> Path:
+def suite_file(
+    folder: Path, seconds: float = 20.0, names: tuple[str, ...] = ("unet3d", "yolov8"), curve: tuple[float, ...] = ()
+) -> Path:
     """The smoke suite with a training time and a calibration file, its learned entries' bounds left to it."""
     raw = yaml.safe_load(SMOKE.read_text())
+    raw["learning_curve"] = list(curve)
     raw["name"] = "calibrated"
     raw["budget"] = {**raw["budget"], "train_seconds": seconds, "calibration": "calibrated.calibration.yaml"}
     raw["architectures"] = [a for a in raw["architectures"] if a["name"] in (*names, "matched-filter", "ensemble")]
@@ -43,9 +46,9 @@ def calibration(path: Path, bounds: dict[str, int], seconds: float = 20.0) -> No
 
 
 def test_the_bound_is_the_whole_number_of_epochs_nearest_the_training_time():
-    assert epochs_for(60.0, setup=4.0, first=12.0, epoch=10.0) == 5  # 4 + 12 + 4 x 10 = 56 s; 6 epochs: 66 s
-    assert epochs_for(60.0, setup=4.0, first=12.0, epoch=7.0) == 7  # 58 s
-    assert epochs_for(5.0, setup=4.0, first=12.0, epoch=10.0) == 1  # never none
+    assert epochs_for(60.0, fixed=16.0, epoch=10.0) == 5  # 16 + 4 x 10 = 56 s; 6 epochs: 66 s
+    assert epochs_for(60.0, fixed=16.0, epoch=7.0) == 7  # 58 s
+    assert epochs_for(5.0, fixed=16.0, epoch=10.0) == 1  # never none
 
 
 def test_a_suite_reads_its_entries_bounds_and_its_ensemble_members_from_its_calibration(tmp_path):
@@ -86,7 +89,7 @@ def test_a_stale_calibration_or_a_hand_set_bound_is_refused_in_one_line(tmp_path
 
 
 def test_calibrate_measures_each_learned_entry_here_and_writes_bounds_the_suite_then_runs(smoke_config, tmp_path):
-    path = suite_file(tmp_path, seconds=6.0, names=("unet3d",))
+    path = suite_file(tmp_path, seconds=6.0, names=("unet3d",), curve=(0.5,))
     result = bench("calibrate", "--suite", path, "--data", smoke_config)
     assert result.exit_code == 0, result.output
     written = tmp_path / "calibrated.calibration.yaml"
@@ -94,8 +97,8 @@ def test_calibrate_measures_each_learned_entry_here_and_writes_bounds_the_suite_
     content = yaml.safe_load(written.read_text())
     assert list(content["entries"]) == ["unet3d"]  # not the classical row, not the ensemble
     entry = content["entries"]["unet3d"]
-    assert entry["epochs"] == epochs_for(6.0, entry["setup_seconds"], entry["first_epoch_seconds"],
-                                         entry["epoch_seconds"])  # fmt: skip
+    fixed = entry["setup_seconds"] + entry["first_epoch_seconds"] + entry["curve_point_seconds"]  # one curve point
+    assert entry["curve_point_seconds"] >= 0 and entry["epochs"] == epochs_for(6.0, fixed, entry["epoch_seconds"])
     assert content["machine"]["cores"] >= 1 and content["machine"]["device"] == "cpu"
     assert next(s for s in load_suite(str(path)).architectures if s.name == "unet3d").epochs == entry["epochs"]
 
