@@ -65,13 +65,17 @@ def test_the_same_seed_draws_the_same_augmentations():
         torch.testing.assert_close(a[1], b[1])
 
 
-def test_a_free_rotation_keeps_class_indices_whole():
+def test_a_free_rotation_turns_about_x_and_keeps_class_indices_whole():
     target = torch.zeros(SHAPE, dtype=torch.uint8)
-    target[8:16, 8:16, 8:16] = 3
+    target[6:18, 10:14, :] = 3  # a bar along x: a turn about x gives every x slice the same picture
     rotation = Augmentation(["rotate_x"], seed=0, maps=False)
+    turned = 0
     for _ in range(6):
         _, moved = rotation(torch.zeros(SHAPE), target)
         assert set(moved.unique().tolist()) <= {0, 3}
+        assert (moved == moved[..., :1]).all()
+        turned += not torch.equal(moved, target)
+    assert turned  # prob 0.5 over 6 draws: some did turn
 
 
 def test_an_unknown_augmentation_is_refused_in_one_line():

@@ -62,8 +62,8 @@ def _transform(name: str, maps: bool) -> Callable:
             [RandScaleIntensityd("image", factors=0.1, prob=0.5), RandShiftIntensityd("image", offsets=0.1, prob=0.5)]
         ),
         "turn_z": lambda: RandRotate90d(KEYS, prob=0.75, max_k=3, spatial_axes=(1, 2)),
-        "rotate_x": lambda: RandRotated(
-            KEYS, range_x=math.pi / 4, prob=0.5, mode=("bilinear", target_mode), padding_mode="reflection"
+        "rotate_x": lambda: RandRotated(  # MONAI's range_z turns about the third spatial axis: x here
+            KEYS, range_z=math.pi / 4, prob=0.5, mode=("bilinear", target_mode), padding_mode="reflection"
         ),
     }[name]()
 
