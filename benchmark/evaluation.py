@@ -118,7 +118,8 @@ def evaluate(
 
 def tomogram_evidence(kept: pd.DataFrame, sample: Sample, project: Project) -> tuple[list[dict], list[dict]]:
     """One tomogram's rows per particle type (references, kept candidates, TP, FP, FN) and one row per reference
-    (its index among the run's references of its type, in ground-truth order, and whether a kept pick found it)."""
+    (its index among the run's references of its type, in ground-truth order, whether a kept pick found it, and where
+    it is, in Å)."""
     counts, matches = [], []
     for particle in project.particles:
         references = sample.picks.loc[sample.picks["particle_type"] == particle.name, XYZ].to_numpy(float)
@@ -128,7 +129,8 @@ def tomogram_evidence(kept: pd.DataFrame, sample: Sample, project: Project) -> t
         key = {"run": sample.run, "particle_type": particle.name}
         counts.append({**key, "references": len(references), "candidates": len(candidates), "tp": tp,
                        "fp": len(candidates) - tp, "fn": len(found) - tp})  # fmt: skip
-        matches += [{**key, "reference": i, "matched": int(hit)} for i, hit in enumerate(found)]
+        matches += [{**key, "reference": i, "matched": int(hit), **dict(zip(XYZ, map(float, xyz), strict=True))}
+                    for i, (hit, xyz) in enumerate(zip(found, references, strict=True))]  # fmt: skip
     return counts, matches
 
 

@@ -42,6 +42,7 @@ from benchmark.processes import die_with, stop_descendants
 from benchmark.registry import ARCHITECTURES
 from benchmark.resource_columns import latency_columns, members_note, memory_columns, training_columns
 from benchmark.suite import ArchitectureSpec, Compute, DataSpec, Suite, load_suite
+from benchmark.views import store_view
 from metrics.resources import MemoryReading, PeakMemory, synchronizer
 
 
@@ -134,6 +135,8 @@ def run_job(job: JobSpec) -> dict:
     for variant, row in zip(spec.ablation, ablation, strict=True):
         found = variants[variant["name"]].candidates
         write_predictions(found, row.pop("picks"), samples, project, out / "ablation" / variant["name"], "", None)
+    for sample in samples[suite.evaluate]:  # the report's pictures of every pick and miss
+        store_view(sample.tomogram, folder.parents[1])
     return {
         "status": "ok",
         **evaluated.rows(),

@@ -36,8 +36,8 @@ TABLES = {
     "thresholds": [*JOB, "particle_type", "threshold", "val_f4", "references", "oracle_threshold", "oracle_f4"],
     # per split, tomogram and type at the frozen thresholds: the evidence every interval and comparison is drawn from
     "counts": [*JOB, "split", "run", "particle_type", "references", "candidates", "tp", "fp", "fn"],
-    # per reference (its index among its run's references of its type): whether a kept pick found it
-    "matches": [*JOB, "split", "run", "particle_type", "reference", "matched"],
+    # per reference (its index among its run's references of its type): whether a kept pick found it, and where it is
+    "matches": [*JOB, "split", "run", "particle_type", "reference", "matched", "x", "y", "z"],
     # one row per ablation variant; "architecture" holds `<label>+<variant>`, "base" the entry's label
     "ablation": [*JOB, "base", "variant", "steps", "fitted", "fit_seconds", "postprocess_seconds",
                  "candidates_before", "candidates_after"],
@@ -70,6 +70,7 @@ ADDED = {
         "curve_seconds",
     ],
     "thresholds": ["oracle_threshold", "oracle_f4"],
+    "matches": ["x", "y", "z"],
 }
 
 

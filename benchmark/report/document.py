@@ -11,6 +11,7 @@ from benchmark.errors import BenchError
 from benchmark.report import costs, plots
 from benchmark.report.conditions import conditions, device
 from benchmark.report.curves import END, Pace, curve_points, curve_runs
+from benchmark.report.diagnostics import Diagnostics
 from benchmark.report.markdown import interval, mean_std, steps, table
 from benchmark.report.verdict import (
     UNIT,
@@ -68,6 +69,8 @@ class Report:
         self.order = self.verdict.order
         self.thresholds = thresholds[~thresholds["architecture"].isin(self.ablation["architecture"])]
         self.curves = curve_runs(store.table("curves"), self.order)
+        self.diagnostics = Diagnostics.of(store, self.order, self.split, self.evidence[self.split]["matches"],
+                                          self.thresholds)  # fmt: skip
 
     def _verdict(
         self, split: str, rows: set[str], families: dict[str, str], candidates: dict[str, str] | None = None
@@ -425,6 +428,7 @@ class Report:
                 "",
                 self.per_particle_table(),
                 "",
+                *(self.diagnostics.lines() if self.diagnostics else []),
                 *(
                     [
                         "## Validation scores",
@@ -517,6 +521,7 @@ class Report:
             "latency_breakdown.png": plots.latency(self.resources, self.order, cpu),
             **({"ablation.png": self.ablation_plot()} if self.ablated() else {}),
             **({"learning_curves.png": self.curve_plot(cpu)} if not self.curves.empty else {}),
+            **(self.diagnostics.plots() if self.diagnostics else {}),
         }
 
     def curve_plot(self, cpu: bool) -> Figure:
