@@ -1,14 +1,19 @@
-"""The shared optimisation: a schedule that ends where the epoch bound ends, clipping and the weights' average."""
+"""The shared optimisation: a schedule that ends where the epoch bound ends, clipping and the weights' average; and
+host arrays on their way to the device."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from architectures.parts.device import to_device
 from architectures.parts.training import SCHEDULE_DEFAULTS, Optimisation, check_schedule, lr_factor
 from benchmark.errors import BenchError
 from benchmark.interface import Budget
@@ -97,3 +102,13 @@ def test_the_average_of_the_weights_is_used_mid_training_and_kept_at_the_end():
 def test_schedule_options_out_of_range_are_refused_in_one_line(option, value, message):
     with pytest.raises(BenchError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         check_schedule({option: value}, "unet3d")
+
+
+def test_a_read_only_array_reaches_the_device_as_a_copy_without_warning():
+    values = pd.Series([1, 2, 3]).to_numpy(dtype=np.int64)
+    values.flags.writeable = False  # as pandas hands out a column's values under copy-on-write
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor = to_device(values, "cpu")
+    tensor[0] = 7
+    assert values[0] == 1 and tensor.tolist() == [7, 2, 3]

@@ -13,7 +13,10 @@ def autocast(device: str, precision: str) -> torch.autocast:
 
 def to_device(array: np.ndarray | torch.Tensor, device: str) -> torch.Tensor:
     """An array on the device: a host one copied to a GPU through pinned memory, non-blocking (later work on the
-    device's stream is ordered after the copy); on CPU shared, not copied."""
+    device's stream is ordered after the copy); on CPU shared, not copied, unless it is read-only (a pandas column's
+    values can be), which torch cannot share safely."""
+    if isinstance(array, np.ndarray) and not array.flags.writeable:
+        array = array.copy()
     tensor = torch.as_tensor(array)
     if torch.device(device).type != "cuda" or tensor.device.type != "cpu":
         return tensor.to(device)
