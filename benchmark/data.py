@@ -300,8 +300,11 @@ class Project:
         """Ground truth of several runs in the competition's solution layout."""
         return pd.concat([self.ground_truth(run, user_id, session_id) for run in runs], ignore_index=True)
 
-    def write_picks(self, run: str, picks: pd.DataFrame, architecture: str, session_id: str) -> None:
-        """Store predictions as copick picks of user `bench-<architecture>`; session "0" is refused."""
+    def write_picks(
+        self, run: str, picks: pd.DataFrame, architecture: str, session_id: str, user_id: str | None = None
+    ) -> None:
+        """Store predictions as copick picks of `user_id` (default `bench-<architecture>`), one picks file per
+        particle type (replacing any there); session "0" is refused."""
         if str(session_id) == "0":
             raise BenchError("session id '0' is reserved for ground truth by copick tools; use another one")
         self.particles.check_names(picks["particle_type"].unique(), "the predictions")
@@ -309,7 +312,7 @@ class Project:
         for particle in self.particles:
             rows = picks[picks["particle_type"] == particle.name]
             target = copick_run.new_picks(
-                particle.name, session_id=str(session_id), user_id=f"bench-{architecture}", exist_ok=True
+                particle.name, session_id=str(session_id), user_id=user_id or f"bench-{architecture}", exist_ok=True
             )
             scores = rows["score"].to_numpy(float) if "score" in rows else None
             target.from_numpy(rows[XYZ].to_numpy(float).reshape(-1, 3), scores=scores)

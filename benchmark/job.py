@@ -36,7 +36,7 @@ from benchmark.evaluation import (
 )
 from benchmark.files import write_json, write_text
 from benchmark.interface import Architecture, Sample, SavedModel, Tracker
-from benchmark.jobspec import RESULT, JobSpec, job_budget, mark_phase, reusable_entries
+from benchmark.jobspec import MODEL, RESULT, JobSpec, job_budget, mark_phase, reusable_entries
 from benchmark.learning_curve import LearningCurve, curve_epochs, predicts_mid_fit
 from benchmark.processes import die_with, stop_descendants
 from benchmark.registry import ARCHITECTURES
@@ -112,7 +112,7 @@ def run_job(job: JobSpec) -> dict:
         mark_phase(folder, "fit")
         fit_timed(model, samples, tracker, job.key)
     mark_phase(folder, "predict")
-    model.save(folder / "model")
+    model.save(folder / MODEL)
 
     started = time.perf_counter()
     candidates, latency, infer_memory = _predict(model, spec, project, job, suite, samples)

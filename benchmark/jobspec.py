@@ -15,6 +15,7 @@ from benchmark.suite import ArchitectureSpec, Suite
 PHASE = "phase.json"  # the job's phase and since when, read by the runner to enforce the budget
 PHASES = ("setup", "fit", "predict", "score")
 RESULT = "result.json"  # the job's result (or failure), written once at its end
+MODEL = "model"  # the job's saved model: jobs/<key>/model/ (bench predict loads it; --no-keep-models drops it)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ class OptionsRecord(BaseModel):
     device: str
     seeds: list[int]
     write_picks: bool
+    keep_models: bool = True  # recorded since bench run --no-keep-models: an older run kept its models
 
 
 class Manifest(_Record):

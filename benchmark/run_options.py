@@ -20,25 +20,34 @@ class RunOptions:
     device: str | None = None
     seeds: list[int] | None = None
     write_picks: bool | None = None
+    keep_models: bool | None = None  # keep each job's saved model (jobs/<key>/model/) after the run, for bench predict
 
     def recorded(self) -> dict:
         """The options as the manifest keeps them."""
         return {field: getattr(self, field) for field in KEPT}
 
 
-KEPT = ("data", "arch", "device", "seeds", "write_picks")  # the options a resume keeps
+KEPT = ("data", "arch", "device", "seeds", "write_picks", "keep_models")  # the options a resume keeps
+#: the options given as --NAME / --no-NAME, with what their default (on) does
+FLAGS = {"write_picks": "writing picks into the project", "keep_models": "keeping the jobs' saved models"}
 
 
 def kept_options(store: ResultsStore, manifest: dict, given: RunOptions) -> RunOptions:
     """The options of the run a resume completes (a folder from before they were recorded: its device and seeds,
-    every entry, picks written); an option given again with another value is refused."""
+    every entry, picks written, models kept); an option given again with another value is refused."""
     data = manifest["data"]
-    recorded = manifest.get("options") or {
-        "data": None if data.get("synthetic") else data["config"],
-        "arch": None,
-        "device": manifest["device"],
-        "seeds": manifest["seeds"],
-        "write_picks": True,
+    recorded = {
+        "keep_models": True,  # a folder from before the option: its models were kept
+        **(
+            manifest.get("options")
+            or {
+                "data": None if data.get("synthetic") else data["config"],
+                "arch": None,
+                "device": manifest["device"],
+                "seeds": manifest["seeds"],
+                "write_picks": True,
+            }
+        ),
     }
     wanted = {**given.recorded(), "data": None if given.data is None else str(Path(given.data).resolve())}
     for field in KEPT:
@@ -55,9 +64,9 @@ def kept_options(store: ResultsStore, manifest: dict, given: RunOptions) -> RunO
 
 def _described(field: str, value: object, flag_only: bool = False) -> str:
     """An option's value in the words of the command line."""
-    if field == "write_picks":
-        return "--no-write-picks" if not value else "--write-picks" if flag_only else "writing picks into the project"
     flag = f"--{field.replace('_', '-')}"
+    if field in FLAGS:
+        return f"--no-{flag[2:]}" if not value else flag if flag_only else FLAGS[field]
     if flag_only:
         return flag
     if value is None:

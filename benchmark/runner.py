@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from benchmark.data import BenchWarning, Project
 from benchmark.environment import environment
 from benchmark.errors import BenchError, Interrupted
 from benchmark.interface import Budget
-from benchmark.jobspec import PHASE, RESULT, JobSpec, job_budget, read_phase, reusable_entries
+from benchmark.jobspec import MODEL, PHASE, RESULT, JobSpec, job_budget, read_phase, reusable_entries
 from benchmark.launchers import Launcher, Running, Slot, make_launcher, still_running
 from benchmark.particles import ParticleTable
 from benchmark.preflight import check_calibrated, check_device, check_name_lengths, check_plugins, preflight
@@ -91,6 +92,7 @@ def run_suite(
                 device=given.device or suite.device,
                 seeds=given.seeds or suite.seeds,
                 write_picks=given.write_picks is not False,
+                keep_models=given.keep_models is not False,
             )
         specs = suite.select(options.arch)
         check_plugins(specs)
@@ -122,8 +124,16 @@ def run_suite(
         orphans = held.enter_context(Orphanage(here=launch.runs_here))
         hint = f"bench run --suite {shlex.quote(given.suite)} --resume {shlex.quote(str(store.folder))}"
         failures = _run_jobs(store, suite, data, jobs, options, launch, orphans, hint, echo)
+        if not options.keep_models:  # only now: an ensemble job loads its members' saved models during the run
+            _drop_models(store)
         store.write_manifest({**store.manifest, "finished": utc_now()})
     return store, failures
+
+
+def _drop_models(store: ResultsStore) -> None:
+    """Delete every job's saved model (`bench run --no-keep-models`)."""
+    for folder in (store.folder / "jobs").glob(f"*/{MODEL}"):
+        shutil.rmtree(folder)
 
 
 def _launcher(
@@ -243,7 +253,7 @@ def _reusable_models(store: ResultsStore, suite: Suite, spec: ArchitectureSpec, 
     reuse, resources = {}, store.table("resources") if parts else None
     for index, other in parts:
         key = job_id(other.label, seed, fold)
-        folder = store.job_dir(key) / "model"
+        folder = store.job_dir(key) / MODEL
         if index in reuse or store.manifest["jobs"].get(key, {}).get("status") != "ok":
             continue
         row = resources[(resources["architecture"] == other.label) & (resources["seed"] == seed)]

@@ -630,6 +630,7 @@ def test_a_resume_keeps_every_setting_of_its_run_and_refuses_a_change(smoke_conf
     assert "recovered" not in result.output and store.manifest["jobs"]["matched-filter-seed1-ts"]["status"] == "ok"
     assert store.manifest["options"] == {
         "data": str(config), "arch": "matched-filter", "device": "cpu", "seeds": [1, 0], "write_picks": False,
+        "keep_models": True,
     }  # fmt: skip
     interrupt(0)
     result = bench("run", "--suite", suite, "--resume", store.folder, "--seeds", "0,1")  # the same seeds: no change

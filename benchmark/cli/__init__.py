@@ -9,6 +9,7 @@ import click
 from benchmark.cli.calibrate import calibrate
 from benchmark.cli.data import data
 from benchmark.cli.listing import list_
+from benchmark.cli.predict import predict
 from benchmark.cli.report import report
 from benchmark.cli.run import run
 from benchmark.cli.score import score
@@ -48,7 +49,7 @@ def cli() -> None:
     """Benchmark cryo-ET particle-picking architectures on copick projects."""
 
 
-for command in (data, score, list_, run, report, calibrate, tune, suite):
+for command in (data, score, list_, run, report, calibrate, tune, suite, predict):
     cli.add_command(command)
 
 

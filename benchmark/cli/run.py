@@ -66,6 +66,12 @@ def _sbatch(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
     help="Write predictions back into the copick project as picks of user bench-<label> (default: write).",
 )
 @click.option(
+    "--keep-models/--no-keep-models",
+    default=None,
+    help="Keep each job's saved model in jobs/<label>-seed<N>-<fold>/model/ for bench predict (default: keep); "
+    "--no-keep-models deletes them when the run ends.",
+)
+@click.option(
     "--launcher",
     type=click.Choice(["process", "local", "slurm"]),
     help="Where jobs run: child processes of this command (default), submitit's local executor, or SLURM via "
@@ -84,9 +90,11 @@ def _sbatch(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
 @click.option("--mem-gb", type=click.IntRange(min=1), help="SLURM memory per job, GB.")
 @click.option("--sbatch", multiple=True, callback=_sbatch, metavar="NAME[=VALUE]", help="Extra sbatch option (repeat).")
 @click.pass_context
-def run(ctx, suite_name, config, pattern, device, seeds, resume, root, write_picks, launcher, jobs, **slurm) -> None:
+def run(
+    ctx, suite_name, config, pattern, device, seeds, resume, root, write_picks, keep_models, launcher, jobs, **slurm
+) -> None:
     """Train, tune thresholds on val, and evaluate on test every architecture of a suite. A resume completes a run
-    with the options it was started with (--data, --arch, --device, --seeds, --write-picks)."""
+    with the options it was started with (--data, --arch, --device, --seeds, --write-picks, --keep-models)."""
     from benchmark.runner import RunOptions, run_suite
     from benchmark.suite import load_suite
 
@@ -97,7 +105,7 @@ def run(ctx, suite_name, config, pattern, device, seeds, resume, root, write_pic
         raise click.UsageError(f"{option} is a SLURM setting; add --launcher slurm, or drop it")
     store, failures = run_suite(
         suite,
-        RunOptions(suite_name, config, pattern, device, seeds, write_picks),
+        RunOptions(suite_name, config, pattern, device, seeds, write_picks, keep_models),
         resume=resume,
         root=root,
         command=_command_line(ctx),

@@ -59,6 +59,16 @@ class Step:
         """What the fit chose, stored with the results (nothing by default)."""
         return {}
 
+    def restore(self, fitted: dict[str, Any]) -> None:
+        """Take back what `fitted` returned, so that a saved job's steps apply without fitting again (`bench
+        predict`); a step that fitted anything must override this (the default refuses, rather than apply the
+        step unfitted)."""
+        if fitted:
+            raise BenchError(
+                f"post-processing step {type(self).__name__} fitted {', '.join(sorted(fitted))} but has no restore() "
+                "to take them back, so a saved job's steps cannot be applied without fitting again; add one"
+            )
+
     def __call__(self, picks: pd.DataFrame, tomogram: Tomogram) -> pd.DataFrame:
         """The tomogram's candidates after the step."""
         raise NotImplementedError

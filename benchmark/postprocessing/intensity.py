@@ -72,8 +72,15 @@ class IntensityValidation(Step):
             self.margin = max(scores, key=scores.get)
 
     def fitted(self) -> dict:
-        """The ranges and the margin the fit chose."""
-        return {"margin": self.margin, "ranges": {k: [round(v, 3) for v in r] for k, r in (self.ranges or {}).items()}}
+        """The ranges, spreads and margin the fit chose, unrounded so that `restore` applies them exactly."""
+        ranges = {name: [float(low), float(high)] for name, (low, high) in (self.ranges or {}).items()}
+        return {"margin": self.margin, "ranges": ranges, "spread": dict(self.spread)}
+
+    def restore(self, fitted: dict) -> None:
+        """Take back the ranges, spreads and margin of `fitted`."""
+        self.margin = fitted["margin"]
+        self.ranges = {name: (low, high) for name, (low, high) in fitted["ranges"].items()}
+        self.spread = dict(fitted["spread"])
 
     def __call__(self, picks: pd.DataFrame, tomogram: Tomogram) -> pd.DataFrame:
         if self.ranges is None:

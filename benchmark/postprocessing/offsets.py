@@ -71,6 +71,10 @@ class HardParticleOffsets(Step):
         """The score a parent needs, per type (None: every candidate is a parent)."""
         return {"floor": {name: floor if np.isfinite(floor) else None for name, floor in (self.floor or {}).items()}}
 
+    def restore(self, fitted: dict) -> None:
+        """Take back the floors of `fitted` (None: every candidate is a parent)."""
+        self.floor = {name: -np.inf if floor is None else float(floor) for name, floor in fitted["floor"].items()}
+
     def __call__(self, picks: pd.DataFrame, tomogram: Tomogram) -> pd.DataFrame:
         if self.floor is None:
             raise BenchError("hard-particle-offsets with parents: kept must be fitted on the val candidates first")
