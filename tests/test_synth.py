@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from benchmark.particles import ParticleTable
 from benchmark.synth import PRESETS, generate
 from benchmark.synth.physics import AMPLITUDE_CONTRAST, WAVELENGTH, Imaging, ctf, reconstruct
 from benchmark.synth.presets import REAL_FIELD, REAL_MEDIANS
-from benchmark.synth.project import RUN_NAMES
+from benchmark.synth.project import RUN_NAMES, _keep_freed_memory
 from benchmark.synth.render import render, render_body
 from benchmark.synth.scene import Placed, draw_counts
 from benchmark.synth.shapes import DECOYS, PARTICLE_BODIES, PROTEIN_DENSITY
@@ -209,3 +210,13 @@ def test_counts_scale_with_the_field_of_view() -> None:
     ribosomes = [np.mean([draw_counts(p, rng)["ribosome"] for _ in range(300)]) for p in (demo, full)]
     field = demo.shape[1] * demo.shape[2] / (REAL_FIELD[0] * REAL_FIELD[1])
     assert ribosomes[0] / ribosomes[1] == pytest.approx(field, rel=0.15)
+
+
+def _big_array_sum() -> float:
+    """Allocate, fill and free a 64 MB array (past glibc's largest mmap threshold); its sum."""
+    return float(np.ones(16_000_000, dtype=np.float32).sum())
+
+
+def test_workers_that_keep_freed_memory_still_allocate_big_arrays() -> None:
+    with ProcessPoolExecutor(1, initializer=_keep_freed_memory) as pool:
+        assert [pool.submit(_big_array_sum).result() for _ in range(3)] == [16e6] * 3
