@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The stamp names the checkout, so a venv kept outside the clone (CI) re-links the project when the clone moves.
 STAMP := $(VENV)/.installed-$(shell printf '%s' "$(CURDIR)" | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test bench lint format clean
+.PHONY: install demo test bench gpu-check lint format clean
 
 install: $(STAMP)
 
@@ -21,6 +21,9 @@ demo: $(STAMP)  ## the main job: every architecture on the embedded synthetic da
 
 test: $(STAMP) lint  ## lint, then the whole test suite
 	$(BIN)/python -m pytest
+
+gpu-check: $(STAMP)  ## on a CUDA machine: every architecture's speed and memory in minutes (results/ and reports/gpu-check/)
+	$(BIN)/bench gpu-check
 
 bench: $(STAMP)  ## pytest-benchmark regressions, compared with the last saved run when there is one
 	$(BIN)/python -m pytest benchmarks --benchmark-autosave $(if $(wildcard .benchmarks),--benchmark-compare --benchmark-compare-fail=median:25%)

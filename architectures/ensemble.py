@@ -4,7 +4,9 @@
 architectures, third-party ones included. A member equal (name, config, epoch bound) to another entry of the same
 suite run reuses that entry's saved model: the runner runs such entries first and hands their models over. Other
 members are trained here, each under its own tracker with the suite's cap (the job's cap is then counted once per
-member trained here, plus once). Each member predicts its candidates; they are fused by weighted voting in 3D
+member trained here, plus once). Each member predicts its candidates (where a reused member's entry has no
+post-processing steps, its job stored them for the tomograms it predicted: those are taken instead); they are
+fused by weighted voting in 3D
 (`architectures.parts.fusion`): candidates of one type within `distance` x its radius form one cluster, the fused
 score is the weighted sum of the members' best scores divided by the sum of weights, so agreement raises it.
 
@@ -152,11 +154,15 @@ class Ensemble(Architecture):
         self.weights = [float(e.get("weight", 1.0)) for e in self.entries]
 
     def _candidates(self, tomogram: Tomogram) -> list[pd.DataFrame]:
-        """Each member's candidate picks of a tomogram, checked as the runner checks an architecture's."""
-        return [
-            check_predictions(member.predict(tomogram), f"ensemble member {label}", tomogram, self.particles)
-            for member, label in zip(self.members, self.labels, strict=True)
-        ]
+        """Each member's candidate picks of a tomogram, checked as the runner checks an architecture's: those the
+        job of a reused member stored for this tomogram, else the member's prediction."""
+        found = []
+        for index, (member, label) in enumerate(zip(self.members, self.labels, strict=True)):
+            saved = self.saved_models.get(index)
+            stored = saved.candidates(tomogram.run) if saved is not None else None
+            picks = member.predict(tomogram) if stored is None else stored
+            found.append(check_predictions(picks, f"ensemble member {label}", tomogram, self.particles))
+        return found
 
     def _tuned_weights(self, val: Sequence[Sample]) -> list[float]:
         """The grid weighting with the best val competition score, each weighting at its own val thresholds."""

@@ -40,6 +40,7 @@ import yaml
 from architectures.parts.merge import SliceBoxes, detect_slices, label_names, picks_from_detections
 from architectures.parts.slices import SliceSpec, box_targets, normalised_volume, slice_images
 from benchmark.data import Tomogram
+from benchmark.environment import use_deterministic_kernels
 from benchmark.errors import BenchError
 from benchmark.interface import Architecture, Budget, Sample, Tracker
 from benchmark.particles import ParticleTable
@@ -470,7 +471,7 @@ def _ultralytics_running() -> Iterator[None]:
     finally:
         LOGGER.setLevel(level)
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+        use_deterministic_kernels(flags[0], warn_only=flags[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags[2:4]
         torch.utils.deterministic.fill_uninitialized_memory = flags[4]
         _restore_environment(environment)

@@ -58,6 +58,7 @@ def torch_state(device: str) -> dict[str, object]:
         "device": device,
         "device_name": device_name(device),
         "torch_cuda": torch.version.cuda,
+        "driver_version": driver_version() if torch.cuda.is_available() else None,
         "cuda_available": torch.cuda.is_available(),
         "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "cudnn_deterministic": torch.backends.cudnn.deterministic,
@@ -66,6 +67,32 @@ def torch_state(device: str) -> dict[str, object]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels torch dispatches to: AVX2, AVX512...
         "cpu_flags": cpu_flags(),
     }
+
+
+def use_deterministic_kernels(mode: bool, warn_only: bool = True) -> None:
+    """torch.use_deterministic_algorithms for eager kernels, without its import of torch._inductor's config (about a
+    second of every job's start) to set a flag that only torch.compile reads: nothing here compiles."""
+    import torch
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # a torch without the private setter: the public call, import and all
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        return
+    setter(mode, warn_only=warn_only)
+    compiler = sys.modules.get("torch._inductor.config")
+    if compiler is not None:  # already imported (by a library that called the public function): keep it in step
+        compiler.deterministic = mode
+
+
+def driver_version() -> str | None:
+    """The NVIDIA driver's version as NVML gives it (None without NVML)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return str(pynvml.nvmlSystemGetDriverVersion())
+    except Exception:  # no driver library, no NVML: the manifest says nothing rather than fail the run
+        return None
 
 
 def job_environment(device: str) -> dict[str, object]:

@@ -17,6 +17,7 @@ from benchmark.data import Project
 from benchmark.files import inside, write_csv
 from benchmark.interface import Architecture, Sample, check_predictions
 from benchmark.postprocessing import Pipeline, StepData
+from benchmark.results import LATENCY_PARTS
 from benchmark.submission import write_submission
 from benchmark.suite import ArchitectureSpec
 from metrics.fbeta import matched_references, reach, score_picks
@@ -176,6 +177,19 @@ def with_steps(latency: pd.DataFrame, seconds: dict[str, float]) -> pd.DataFrame
     return latency.assign(
         postprocess_seconds=latency["postprocess_seconds"] + extra, total_seconds=latency["total_seconds"] + extra
     )
+
+
+def with_reused(latency: pd.DataFrame, reuse: list[dict], served: dict[int, set[str]]) -> pd.DataFrame:
+    """The latency rows with the median seconds the jobs of reused parts took on the runs whose stored candidates the
+    job took (`served`, by part index) instead of predicting: they still cost their prediction, so each row is the
+    whole pipeline's."""
+    latency = latency.copy()
+    for part in reuse:
+        runs = served.get(part["index"], set())
+        seconds = pd.DataFrame.from_dict(part.get("latency") or {}, orient="index", columns=list(LATENCY_PARTS))
+        seconds = seconds[seconds.index.isin(runs)]
+        latency[list(LATENCY_PARTS)] += seconds.reindex(latency["run"]).fillna(0.0).to_numpy()
+    return latency
 
 
 def truth_of(samples: list[Sample]) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,24 +43,28 @@ class Budget:
 
     `minutes` is the cap every architecture of a suite shares; `epochs`, when given, ends training earlier. The
     runner stops a job whose set-up or `fit` is still running `grace_minutes` after the cap, and one whose
-    predictions (warm-up, evaluated runs, repeats) take longer than `predict_minutes` (default: `minutes`) plus grace.
+    predictions (warm-up, evaluated runs, repeats) take longer than `predict_minutes` (default: `minutes`) plus grace,
+    and, given `job_minutes`, one still running that long after its launch, whatever its phase.
     """
 
     minutes: float
     epochs: int | None = None
     grace_minutes: float = 1.0
     predict_minutes: float | None = None
+    job_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.minutes is None:
             raise BenchError("a budget needs 'minutes' (the wall-clock cap of every fit); set it in the suite file")
-        minutes = [self.minutes, self.grace_minutes, *([] if self.predict_minutes is None else [self.predict_minutes])]
+        minutes = [self.minutes, self.grace_minutes,
+                   *(value for value in (self.predict_minutes, self.job_minutes) if value is not None)]  # fmt: skip
         if not all(math.isfinite(value) for value in minutes):
             raise BenchError(
                 f"budget {self} has an infinite or NaN number of minutes; the cap guards against hangs, so give it a "
                 "finite number (several times what the epochs take) in the suite file"
             )
-        positive = self.minutes > 0 and (self.predict_minutes is None or self.predict_minutes > 0)
+        positive = self.minutes > 0 and all(value is None or value > 0 for value in (self.predict_minutes,
+                                                                                      self.job_minutes))  # fmt: skip
         if not positive or self.grace_minutes < 0 or (self.epochs is not None and self.epochs < 1):
             raise BenchError(f"budget {self} must be positive; fix the suite file")
 
@@ -96,8 +101,10 @@ class Tracker:
     epoch_samples: int | None = None
     epoch_unit: str | None = None
     train_seconds: float | None = None  # from the call of fit to its return, set by the runner
-    #: per epoch, the seconds its steps waited for their data; empty when the plug-in does not time it.
+    #: per epoch, the seconds its steps waited for their data, and how many waits (steps) it timed; empty when the
+    #: plug-in does not time them.
     data_seconds: list[float] = field(default_factory=list)
+    data_steps: list[int] = field(default_factory=list)
     #: epoch counts after which `at_curve_point` is called with the count (a learning-curve point); the seconds it
     #: takes stop the budget's clock (they are not training) and add up in `curve_seconds`
     curve_epochs: tuple[int, ...] = ()
@@ -105,6 +112,7 @@ class Tracker:
     curve_seconds: float = 0.0
     clock: Callable[[], float] = time.perf_counter
     _waited: float | None = field(default=None, init=False, repr=False)  # this epoch's wait; None until one is timed
+    _steps: int = field(default=0, init=False, repr=False)  # this epoch's timed waits
 
     def start(self) -> None:
         """Start the budget's clock (the runner calls this just before `fit`)."""
@@ -139,6 +147,7 @@ class Tracker:
             self.synchronize()
             begin = self.clock()
             self._waited = 0.0 if self._waited is not None else None
+            self._steps = 0
             try:
                 yield epoch
             finally:  # a loop body that breaks out still counts as an epoch
@@ -146,6 +155,7 @@ class Tracker:
                 self.epoch_seconds.append(self.clock() - begin)
                 if self._waited is not None:
                     self.data_seconds.append(self._waited)
+                    self.data_steps.append(self._steps)
             if len(self.epoch_seconds) in self.curve_epochs and self.at_curve_point is not None:
                 self._pause_for(self.at_curve_point, len(self.epoch_seconds))
             if self.progress is not None:
@@ -180,7 +190,9 @@ class Tracker:
         """Add seconds of data wait the plug-in measured itself (e.g. between a library's batch callbacks)."""
         if self._waited is None and self.epoch_seconds:  # the first timed wait falls in a running epoch
             self.data_seconds.extend([float("nan")] * len(self.epoch_seconds))
+            self.data_steps.extend([0] * len(self.epoch_seconds))
         self._waited = (self._waited or 0.0) + seconds
+        self._steps += 1
 
     def log(self, **values: float) -> None:
         """Record the current epoch's figures (loss, ...) for the progress display and the results."""
@@ -190,11 +202,30 @@ class Tracker:
 @dataclass(frozen=True)
 class SavedModel:
     """A model that another entry of the same suite run trained and saved: the entry's label, the folder its `save`
-    wrote, and the seconds its fit took."""
+    wrote, the seconds its fit took and, where its job kept the model's own candidates (an entry without
+    post-processing steps), the folder of its per-run predictions: `candidates(run)` gives them for the runs it
+    predicted, so that a plug-in need not predict them again."""
 
     label: str
     folder: Path
     train_seconds: float
+    predictions: Path | None = None
+    #: the runs whose stored candidates `candidates` gave: the job adds their stored latency to its own
+    served: set[str] = field(default_factory=set, compare=False)
+
+    def candidates(self, run: str) -> pd.DataFrame | None:
+        """The saved model's candidates of a run its job predicted (columns particle_type, x, y, z, score), or None."""
+        if self.predictions is None or not (self.predictions / f"{run}.csv").is_file():
+            return None
+        stored = _stored_candidates(self.predictions / "candidates.csv")
+        self.served.add(run)
+        return stored[stored["experiment"] == run].drop(columns="experiment").reset_index(drop=True)
+
+
+@functools.cache
+def _stored_candidates(path: Path) -> pd.DataFrame:
+    """A job's stored candidates, read once per process (run names as text, even those that look like numbers)."""
+    return pd.read_csv(path, dtype={"experiment": str, "particle_type": str})
 
 
 class Architecture(abc.ABC):

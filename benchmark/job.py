@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 from submitit.core.utils import UncompletedJobError
 from tqdm.auto import tqdm
 
 from benchmark.data import Project
 from benchmark.endings import TIME_LIMIT, UNWRITTEN
-from benchmark.environment import job_environment
+from benchmark.environment import job_environment, use_deterministic_kernels
 from benchmark.errors import BenchError
 from benchmark.evaluation import (
     evaluate,
@@ -31,6 +30,7 @@ from benchmark.evaluation import (
     post_process,
     predict_picks,
     variant_rows,
+    with_reused,
     with_steps,
     write_predictions,
 )
@@ -38,7 +38,7 @@ from benchmark.files import write_json, write_text
 from benchmark.interface import Architecture, Sample, SavedModel, Tracker
 from benchmark.jobspec import MODEL, RESULT, JobSpec, job_budget, mark_phase, reusable_entries
 from benchmark.learning_curve import LearningCurve, curve_epochs, predicts_mid_fit
-from benchmark.processes import die_with, stop_descendants
+from benchmark.processes import die_with, process_age, stop_descendants
 from benchmark.registry import ARCHITECTURES
 from benchmark.resource_columns import latency_columns, members_note, memory_columns, training_columns
 from benchmark.suite import ArchitectureSpec, Compute, DataSpec, Suite, load_suite
@@ -69,7 +69,7 @@ def seed_everything(seed: int, compute: Compute = DEFAULT_COMPUTE) -> None:
         torch.manual_seed(seed)
         torch.backends.cudnn.deterministic = compute.deterministic
         torch.backends.cudnn.benchmark = compute.cudnn_benchmark
-        torch.use_deterministic_algorithms(compute.deterministic, warn_only=True)
+        use_deterministic_kernels(compute.deterministic, warn_only=True)
 
 
 def build(spec: ArchitectureSpec, project: Project, device: str, seed: int) -> Architecture:
@@ -93,7 +93,9 @@ def run_job(job: JobSpec) -> dict:
     suite = load_suite(job.suite)
     spec = ArchitectureSpec(**job.architecture)
     project = Project(job.config, suite.metric)  # the suite's metric weights and hard types
+    started = time.perf_counter()
     factory = ARCHITECTURES.load(spec.name, job.module)
+    plugin_import_seconds = time.perf_counter() - started
     split, budget = suite.folds[job.fold], job_budget(suite, spec, factory, len(job.reuse))
     seed_everything(job.seed, suite.compute)
     samples = {name: load_samples(project, getattr(split, name), suite.data) for name in ("train", "val")}
@@ -103,7 +105,13 @@ def run_job(job: JobSpec) -> dict:
         model.workdir = folder / "work"
         model.precision = suite.compute.precision_on(job.device)
         model.saved_models = {
-            r["index"]: SavedModel(r["label"], Path(r["folder"]), r["train_seconds"]) for r in job.reuse
+            r["index"]: SavedModel(
+                r["label"],
+                Path(r["folder"]),
+                r["train_seconds"],
+                Path(r["predictions"]) if r.get("predictions") else None,
+            )
+            for r in job.reuse
         }
         curve = LearningCurve(model, spec, project, samples, tracker, tracker.synchronize)
         if predicts_mid_fit(model):
@@ -120,7 +128,8 @@ def run_job(job: JobSpec) -> dict:
     mark_phase(folder, "score")
     started = time.perf_counter()
     base = post_process(spec.postprocess, candidates, samples, project)
-    latency = with_steps(latency, base.seconds)
+    served = {index: saved.served for index, saved in model.saved_models.items()}  # parts' stored candidates taken
+    latency = with_reused(with_steps(latency, base.seconds), job.reuse, served)
     variants = {v["name"]: post_process(v["steps"], base.candidates, samples, project) for v in spec.ablation}
     postprocess_seconds = time.perf_counter() - started
     started = time.perf_counter()
@@ -145,7 +154,7 @@ def run_job(job: JobSpec) -> dict:
             "compute_precision": model.precision,  # what it ran in: the suite's, or its own where it says so
             "parallel_jobs": job.parallel_jobs,
             **training_columns(tracker, sum(r["train_seconds"] for r in job.reuse)),
-            "members": members_note(reusable_entries(factory, spec.config), job.reuse),
+            "members": members_note(reusable_entries(factory, spec.config), job.reuse, served),
             "reused": ";".join(r["label"] for r in job.reuse) or None,  # the entries whose fitted models it reused
             **memory_columns(fit_memory.reading, ""),
             **memory_columns(infer_memory, "infer_"),
@@ -156,6 +165,7 @@ def run_job(job: JobSpec) -> dict:
             "postprocess_seconds": postprocess_seconds,
             "score_seconds": score_seconds,
             "curve_seconds": tracker.curve_seconds if tracker.curve_epochs else None,
+            "import_seconds": plugin_import_seconds,  # the process's start and the harness's imports added in main
         },
         "curves": curve.finish(evaluated.scores),
         "variants": ablation,
@@ -223,12 +233,13 @@ def _predict(
 def main(argv: list[str]) -> int:
     """Process entry point: run the job and write result.json whatever happens, then stop whatever the plug-in
     left running. A result that cannot be written (a full disk) is one line on stderr and exit status UNWRITTEN."""
+    entered = process_age()  # the interpreter has started and imported the harness: what a job cannot work without
     spec_path = Path(argv[0])
     job = JobSpec.read(spec_path)
     die_with(job.runner_pid)
     try:
         with warnings.catch_warnings(record=True) as caught:  # the runner shows them, one line each, with the key
-            result = _result(job, spec_path.parent)
+            result = _result(job, spec_path.parent, entered)
         result["warnings"] = list(dict.fromkeys(str(warning.message) for warning in caught))
         write_json(spec_path.parent / RESULT, result)
     except BenchError as err:
@@ -239,7 +250,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _result(job: JobSpec, folder: Path) -> dict:
+def _result(job: JobSpec, folder: Path, entered: float) -> dict:
     """The job's result, its failure, or any plug-in's exception recorded (never fatal to the suite): a plug-in
     that raises KeyboardInterrupt or SystemExit fails with its message, as one that raises anything else."""
     try:
@@ -253,7 +264,8 @@ def _result(job: JobSpec, folder: Path) -> dict:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
         return {"status": "failed", "error": f"{type(err).__name__}: {first_line}".rstrip(": ")}
     resources = result["resources"]
-    seconds = time.time() - psutil.Process().create_time()  # the whole process: start, imports, work, writes
+    seconds = process_age()  # the whole process: start, imports, work, writes
+    resources["import_seconds"] += entered
     fit = resources["train_seconds"] - resources["reused_train_seconds"]  # this process's own fit
     work = fit + resources["predict_seconds"] + resources["postprocess_seconds"] + resources["score_seconds"]
     work += resources["curve_seconds"] or 0.0

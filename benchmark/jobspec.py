@@ -36,7 +36,8 @@ class JobSpec:
     session_id: str | None  # copick session for write-back; None to skip it
     runner_pid: int = 0  # the bench run process: the job dies with it (0: run alone, or by a scheduler)
     parallel_jobs: int = 1  # jobs sharing this machine's cores with this one, itself included, at most
-    #: saved models of other entries this job reuses: index (into its reusable entries), label, folder, train_seconds
+    #: saved models of other entries this job reuses: index (into its reusable entries), label, folder, train_seconds,
+    #: and for an entry without post-processing steps its job's predictions folder and median latency per run
     reuse: list[dict] = field(default_factory=list)
 
     def work(self) -> tuple:
@@ -60,10 +61,14 @@ def reusable_entries(factory: object, config: dict) -> list[dict]:
 
 def job_budget(suite: Suite, spec: ArchitectureSpec, factory: object, reused: int) -> Budget:
     """The suite's budget for one entry. An entry that trains k > 0 of its parts itself (an ensemble's members not
-    reused) has the cap k + 1 times, once per part and once for its own fitting; the epoch bound is unchanged."""
+    reused) has the cap (and the whole job's limit) k + 1 times, once per part and once for its own fitting; the
+    epoch bound is unchanged."""
     budget = suite.budget_for(spec)
     trained_here = len(reusable_entries(factory, spec.config)) - reused
-    return replace(budget, minutes=budget.minutes * (trained_here + 1)) if trained_here > 0 else budget
+    if trained_here <= 0:
+        return budget
+    whole = budget.job_minutes and budget.job_minutes * (trained_here + 1)
+    return replace(budget, minutes=budget.minutes * (trained_here + 1), job_minutes=whole)
 
 
 def mark_phase(folder: Path, phase: str) -> None:

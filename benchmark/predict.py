@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from benchmark.preflight import check_device
 from benchmark.registry import ARCHITECTURES
 from benchmark.results import ResultsStore, job_id
 from benchmark.submission import SOLUTION_COLUMNS, write_submission
-from benchmark.suite import ArchitectureSpec, load_suite
+from benchmark.suite import ArchitectureSpec, Compute, load_suite
 from metrics.resources import synchronizer
 from metrics.thresholds import apply_thresholds
 
@@ -244,12 +244,18 @@ def check_free(project: Project, run: str, user_id: str, session_id: str, overwr
 
 
 def picker(saved: SavedJob, project: Project, device: str) -> tuple[Architecture, Pipeline]:
-    """The job's model, built as the job built it (seeded, in the suite's precision on `device`) and loaded from its
-    folder, and its post-processing steps with what they fitted."""
+    """The job's model, built as the job built it (seeded, with the kernel choices the run recorded, in its precision
+    on the device it ran on, else the suite's rule for `device`) and loaded from its folder, and its post-processing
+    steps with what they fitted."""
     spec = saved.architecture
     ARCHITECTURES.load(spec.name, saved.spec.module)  # imports only the plug-in that registers it
     suite_file = saved.spec.suite if Path(saved.spec.suite).is_file() else saved.manifest["suite"]["name"]
-    model = seeded_model(spec, load_suite(suite_file, calibrated=False), project, device, saved.spec.seed)
+    suite = load_suite(suite_file, calibrated=False)  # the file may have changed since: the run's record decides
+    ran = saved.manifest.get("compute") or asdict(suite.compute)
+    same_kind = saved.manifest["device"].startswith("cuda") == device.startswith("cuda")
+    compute = Compute(ran["precision"] if same_kind else suite.compute.precision, ran["deterministic"],
+                      ran["cudnn_benchmark"])  # fmt: skip
+    model = seeded_model(spec, replace(suite, compute=compute), project, device, saved.spec.seed)
     model.load(saved.model)
     pipeline = Pipeline.build(spec.postprocess, project.particles)
     for step, fitted in zip(pipeline.steps, saved.fitted, strict=True):

@@ -9,12 +9,16 @@ import pandas as pd
 from benchmark.interface import Tracker
 from metrics.resources import MemoryReading
 
+CANDIDATES_REUSED = " and its stored candidates"  # a members note: the part's predictions were taken, not redone
 
-def members_note(entries: list[dict], reuse: list[dict]) -> str | None:
-    """Which parts an entry reused from other entries (with their training seconds) and which it trained itself."""
+
+def members_note(entries: list[dict], reuse: list[dict], served: dict[int, set[str]]) -> str | None:
+    """Which parts an entry reused from other entries (with their training seconds, and whether it took their stored
+    candidates: `served`, by part index) and which it trained itself."""
     reused = {r["index"]: r for r in reuse}
     notes = [
         f"{entry.get('label', entry['name'])}: reused {reused[i]['label']} ({reused[i]['train_seconds']:.0f} s)"
+        + (CANDIDATES_REUSED if served.get(i) else "")
         if i in reused
         else f"{entry.get('label', entry['name'])}: trained here"
         for i, entry in enumerate(entries)
@@ -34,11 +38,19 @@ def training_columns(tracker: Tracker, reused_seconds: float = 0.0) -> dict[str,
         "epoch_samples": tracker.epoch_samples,
         "epoch_unit": tracker.epoch_unit,
         "epoch_seconds_median": float(np.median(epochs)) if len(epochs) else None,
+        "epoch_steps": epoch_steps(tracker),
         "epoch_seconds_iqr": iqr(epochs),
         "data_wait_share": data_wait_share(tracker),
         "train_seconds": tracker.train_seconds + reused_seconds,
         "reused_train_seconds": reused_seconds,
     }
+
+
+def epoch_steps(tracker: Tracker) -> float | None:
+    """The median number of steps the plug-in timed a data wait for, over the epochs it timed them in; None when it
+    timed none."""
+    timed = [steps for steps, wait in zip(tracker.data_steps, tracker.data_seconds, strict=False) if np.isfinite(wait)]
+    return float(np.median(timed)) if timed else None
 
 
 def data_wait_share(tracker: Tracker) -> float | None:

@@ -18,19 +18,21 @@ from benchmark.manifest import manifest_problem
 
 RESULTS_ROOT = Path("results")
 LOCK = ".lock"  # held by the bench run that owns the folder; it names that run's pid
+LATENCY_PARTS = ("read_seconds", "model_seconds", "postprocess_seconds", "total_seconds")  # of one prediction
 JOB = ["architecture", "seed", "fold"]  # the key of a job's rows; "architecture" holds the suite entry's label
 MEMORY = ["peak_memory_gb", "process_peak_memory_gb", "reserved_peak_memory_gb", "nvml_peak_memory_gb"]
 TABLES = {
     "scores": [*JOB, "split", "particle_type", "precision", "recall", "f1", "f4", "tp", "fp", "fn"],
     "resources": [
         *JOB, "device", "compute_precision", "parallel_jobs", "minutes", "epoch_bound", "epochs", "stopped_by",
-        "epoch_samples", "epoch_unit", "epoch_seconds_median", "epoch_seconds_iqr", "data_wait_share", "train_seconds",
+        "epoch_samples", "epoch_unit", "epoch_seconds_median", "epoch_seconds_iqr", "epoch_steps", "data_wait_share",
+        "train_seconds",
         "members", "reused", "reused_train_seconds",
         *MEMORY, "memory_kind", "nvml_status", *(f"infer_{column}" for column in MEMORY),
         "timed_split", "repeats", "infer_read_seconds", "infer_model_seconds", "infer_postprocess_seconds",
         "infer_seconds_per_tomogram", "infer_seconds_per_tomogram_iqr", "infer_seconds_per_slice",
         "infer_seconds_per_slice_iqr", "job_seconds", "predict_seconds", "postprocess_seconds", "score_seconds",
-        "overhead_seconds", "curve_seconds",
+        "overhead_seconds", "import_seconds", "curve_seconds",
     ],
     # per type: the val-tuned threshold and its val F4, and the oracle's on the evaluated split (never used to choose)
     "thresholds": [*JOB, "particle_type", "threshold", "val_f4", "references", "oracle_threshold", "oracle_f4"],
@@ -44,8 +46,7 @@ TABLES = {
     # per learning-curve point of a deep job: the val competition score (thresholds tuned on val at that point)
     # after `epoch` epochs, `fraction` of its bound, and the training seconds spent by then (evaluation excluded)
     "curves": [*JOB, "fraction", "epoch", "train_seconds", "val_score", "eval_seconds"],
-    "latency": [*JOB, "run", "repeat", "z_slices", "read_seconds", "model_seconds", "postprocess_seconds",
-                "total_seconds"],
+    "latency": [*JOB, "run", "repeat", "z_slices", *LATENCY_PARTS],
 }  # fmt: skip
 #: the columns of words; every other column holds numbers (or nothing)
 TEXT = [
@@ -68,6 +69,8 @@ ADDED = {
         "data_wait_share",
         "parallel_jobs",
         "curve_seconds",
+        "epoch_steps",
+        "import_seconds",
     ],
     "thresholds": ["oracle_threshold", "oracle_f4"],
     "matches": ["x", "y", "z"],
@@ -213,7 +216,7 @@ class ResultsStore:
         if path.is_dir():
             raise BenchError(f"{path} is a folder, not a table; {RESTORE}")
         try:
-            table = pd.read_csv(path)
+            table = pd.read_csv(path, dtype=dict.fromkeys(TEXT, str))  # run and fold names stay text
         except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
             reason = (err.strerror if isinstance(err, OSError) else str(err).strip().split("\n")[0]) or "unreadable"
             raise BenchError(f"{path} is damaged ({reason}); {RESTORE}") from None

@@ -10,7 +10,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -27,7 +27,7 @@ from benchmark.preflight import check_calibrated, check_device, check_name_lengt
 from benchmark.processes import Orphanage
 from benchmark.reference import reference_line
 from benchmark.registry import ARCHITECTURES
-from benchmark.results import EVERY_JOB, RESULTS_ROOT, VARIANT_TABLES, ResultsStore, job_id, utc_now
+from benchmark.results import EVERY_JOB, LATENCY_PARTS, RESULTS_ROOT, VARIANT_TABLES, ResultsStore, job_id, utc_now
 from benchmark.run_options import RunOptions, kept_options
 from benchmark.suite import SUITES_DIR, ArchitectureSpec, Launch, Suite
 
@@ -40,6 +40,13 @@ def synthetic_cache() -> Path:
     return Path(os.environ.get("CRYOET_BENCH_CACHE", Path.home() / ".cache" / "cryoet-bench")) / "synthetic"
 
 
+def synthetic_folder(suite: Suite) -> Path:
+    """Where the suite's synthetic preset is (or will be) generated."""
+    from benchmark.synth.project import VERSION
+
+    return synthetic_cache() / f"{suite.data.synthetic}-seed{suite.data.synthetic_seed}-v{VERSION}"
+
+
 def resolve_data(suite: Suite, config: str | None, echo: Echo) -> dict:
     """The data source of a run: the user's copick config, or the suite's synthetic preset (generated once)."""
     if config is not None:
@@ -47,10 +54,9 @@ def resolve_data(suite: Suite, config: str | None, echo: Echo) -> dict:
         Project(path)  # fail now, with one line, if the config is unusable
         return {"config": str(path), "synthetic": False}
     from benchmark.synth import generate
-    from benchmark.synth.project import VERSION
 
     preset, seed = suite.data.synthetic, suite.data.synthetic_seed
-    folder = synthetic_cache() / f"{preset}-seed{seed}-v{VERSION}"
+    folder = synthetic_folder(suite)
     if (folder / "copick.json").is_file():
         echo(f"data: the embedded synthetic '{preset}' dataset (seed {seed}), cached in {folder}")
     else:
@@ -165,6 +171,7 @@ class _Active:
     slot: Slot
     running: Running
     ended_at: float | None = None  # when it was first seen over without a result
+    launched: float = field(default_factory=time.monotonic)  # when it was launched, or last seen queued
 
 
 def _run_jobs(
@@ -260,8 +267,21 @@ def _reusable_models(store: ResultsStore, suite: Suite, spec: ArchitectureSpec, 
         row = row[row["fold"] == fold]
         if folder.is_dir() and len(row):
             seconds = float(row["train_seconds"].iloc[0])
-            reuse[index] = {"index": index, "label": other.label, "folder": str(folder), "train_seconds": seconds}
+            reuse[index] = {"index": index, "label": other.label, "folder": str(folder), "train_seconds": seconds,
+                            **_stored_predictions(store, other, seed, fold)}  # fmt: skip
     return list(reuse.values())
+
+
+def _stored_predictions(store: ResultsStore, entry: ArchitectureSpec, seed: int, fold: str) -> dict:
+    """Where a reused entry's job stored its model's own candidates (an entry with post-processing steps stored
+    theirs, so none), and that job's median latency per tomogram, which a job reusing them adds to its own."""
+    if entry.postprocess:
+        return {}
+    latency = store.table("latency")
+    mine = latency[(latency["architecture"] == entry.label) & (latency["seed"] == seed) & (latency["fold"] == fold)]
+    medians = mine.groupby("run")[list(LATENCY_PARTS)].median()
+    return {"predictions": str(store.predictions_dir(entry.label, seed, fold)),
+            "latency": {run: row.to_dict() for run, row in medians.iterrows()}}  # fmt: skip
 
 
 def _new_manifest(suite: Suite, data: dict, options: RunOptions, command: str, particles: ParticleTable) -> dict:
@@ -419,8 +439,13 @@ def _outcome(active: _Active) -> dict | None:
             if time.monotonic() - active.ended_at < active.running.result_grace:
                 return None  # a shared file system may show the result later than the job's end
             return active.running.failure()
-    if active.running.queued():  # (re)queued on a cluster: its clock starts when it runs again
+    if active.running.queued():  # (re)queued on a cluster: its clocks start when it runs again
+        active.launched = time.monotonic()
         return None
+    whole = active.budget.job_minutes
+    if whole is not None and time.monotonic() - active.launched > 60 * whole:
+        active.running.stop()
+        return {"status": "over budget", "error": f"stopped {whole:g} min after it started (the job's limit)"}
     phase = read_phase(folder)
     if phase is None:  # not yet written (or queued on a cluster)
         return None

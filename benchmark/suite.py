@@ -441,6 +441,9 @@ class BudgetSection(SuiteSection):
         Budget.grace_minutes, description="how long past a cap a job may run before it is stopped"
     )
     predict_minutes: float | None = Field(None, description="the cap of a job's predictions (default: minutes)")
+    job_minutes: float | None = Field(
+        None, description="the limit of a whole job from its launch, whatever its phase (default: none)"
+    )
     train_seconds: float | None = Field(
         None,
         gt=0,
@@ -608,6 +611,7 @@ def _suite(file: SuiteFile, path: Path) -> Suite:
             epochs=budget.epochs,
             grace_minutes=budget.grace_minutes,
             predict_minutes=budget.predict_minutes,
+            job_minutes=budget.job_minutes,
         ),
         seeds=file.seeds,
         device=file.device,

@@ -172,3 +172,18 @@ def test_the_same_job_in_two_processes_gives_identical_scores_and_thresholds(smo
     assert results[0]["scores"] == results[1]["scores"]
     assert results[0]["thresholds"] == results[1]["thresholds"]
     assert results[0]["environment"]["num_threads"] == results[1]["environment"]["num_threads"]
+
+
+def test_deterministic_kernels_are_set_without_importing_the_compilers_config():
+    script = (
+        "import sys, torch\n"
+        "from benchmark.environment import use_deterministic_kernels\n"
+        "use_deterministic_kernels(True, warn_only=True)\n"
+        "assert torch.are_deterministic_algorithms_enabled()\n"
+        "assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "use_deterministic_kernels(False, warn_only=False)\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "print('torch._inductor.config' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"  # a second of every job's start saved

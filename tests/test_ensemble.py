@@ -15,6 +15,7 @@ from commands import assert_one_line_error, bench, bench_process
 from architectures.ensemble import Ensemble, _simplex
 from architectures.parts.fusion import fuse_candidates
 from benchmark.errors import BenchError
+from benchmark.evaluation import with_reused
 from benchmark.particles import ParticleTable
 from benchmark.results import ResultsStore
 
@@ -123,16 +124,27 @@ def test_members_equal_to_suite_entries_are_reused_never_trained_twice(plugin_pa
     suite = suite_file(tmp_path, "votes", entries, seeds=(0, 1))
     result = bench_process("run", "--suite", suite, "--results", tmp_path, env={"PYTHONPATH": plugin_path})
     assert result.returncode == 0, result.stderr
-    assert sorted(log.read_text().splitlines()) == ["fit seed 0"] * 2 + ["fit seed 1"] * 2  # entry + vote-own
+    lines = log.read_text().splitlines()
+    assert sorted(line for line in lines if line.startswith("fit")) == ["fit seed 0"] * 2 + ["fit seed 1"] * 2
+    # the entry predicted the val run (the warm-up) and both test runs once per seed; the ensemble took those
+    # stored candidates instead of predicting them again (vote-own's member, unlike any entry, predicted its own)
+    assert sum(line.startswith("predict seed 0 score 1.0 ") for line in lines) == 3
+    assert sum(line.startswith("predict seed 0 score 0.5 ") for line in lines) == 3
     store = ResultsStore.latest("votes", tmp_path)
     resources = store.table("resources").set_index(["architecture", "seed"])
     assert resources.loc[("vote", 0), "members"].startswith("test-counting: reused test-counting (")
     assert resources.loc[("vote", 0), "members"].count("reused") == 3
+    assert resources.loc[("vote", 0), "members"].count("and its stored candidates") == 3
     assert resources.loc[("vote-own", 1), "members"].startswith("test-counting: trained here; example-smooth")
     vote = resources.loc[("vote", 1)]
     parts = sum(resources.loc[(label, 1), "train_seconds"] for label in ("matched-filter", "example-smooth-minima"))
     assert vote["train_seconds"] >= vote["reused_train_seconds"] >= parts  # the parts' training counts
     assert vote["reused_train_seconds"] > 0 and vote["overhead_seconds"] > 0  # the job's own fit, not the parts'
+    latency = store.table("latency").set_index(["architecture", "seed", "run"])["model_seconds"]
+    parts = sum(latency.loc[(label, 1, "TS_5_4")] for label in ("matched-filter", "example-smooth-minima",
+                                                                 "test-counting"))  # fmt: skip
+    own = latency.loc[("vote", 1, "TS_5_4")] - parts  # the whole pipeline's cost: its parts' latencies and fusion
+    assert 0 <= own < 1.0  # fusing a few candidates: the parts' seconds are not counted twice
     assert {job["status"] for job in store.manifest["jobs"].values()} == {"ok"}
     scores = store.table("scores")
     assert {"vote", "vote-own"} <= set(scores["architecture"])
@@ -198,3 +210,14 @@ def test_save_and_load_round_trip_every_member(smoke_config, tmp_path):
     pd.testing.assert_frame_equal(model.predict(tomogram), again.predict(tomogram))
     assert np.isfinite(model.predict(tomogram)["score"]).all()
     shutil.rmtree(tmp_path / "model")
+
+
+def test_only_the_runs_whose_stored_candidates_were_taken_get_the_parts_latency_added():
+    latency = pd.DataFrame({"run": ["TS_1", "TS_1", "TS_2"], "repeat": [0, 1, 0], "read_seconds": 0.1,
+                            "model_seconds": 0.2, "postprocess_seconds": 0.0, "total_seconds": 0.3})  # fmt: skip
+    part = {"index": 0, "latency": {run: {"read_seconds": 1.0, "model_seconds": 4.0, "postprocess_seconds": 0.5,
+                                          "total_seconds": 5.5} for run in ("TS_1", "TS_2")}}  # fmt: skip
+    added = with_reused(latency, [part], {0: {"TS_1"}})  # TS_2 was predicted by the job itself
+    assert added["model_seconds"].tolist() == pytest.approx([4.2, 4.2, 0.2])
+    assert added["total_seconds"].tolist() == pytest.approx([5.8, 5.8, 0.3])
+    assert with_reused(latency, [part], {}).equals(latency)  # a plug-in that took none adds none

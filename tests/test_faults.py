@@ -756,3 +756,19 @@ def test_job_folders_stay_inside_the_results_folder(finished):
 def test_a_suite_cannot_escape_the_results_root(tmp_path):
     with pytest.raises(BenchError, match="would write outside"):
         ResultsStore.create("../../x", "abc", tmp_path / "results")
+
+
+@pytest.mark.slow
+def test_a_job_past_its_whole_limit_is_stopped_whatever_its_phase(plugin_path, smoke_config, tmp_path):
+    pid_file = tmp_path / "helper.pid"
+    text = SMOKE_TEXT.replace("  minutes: 2 ", "  minutes: 5\n  job_minutes: 0.4 ")  # phases may last 5 min; jobs not
+    entries = f"  - {{name: faulty-hangs, config: {{pid_file: {pid_file}}}}}\n  - name: example-smooth-minima\n"
+    suite = suite_file(tmp_path, text.split("architectures:")[0] + "architectures:\n" + entries, "whole")
+    result = bench_process("run", "--suite", suite, "--results", tmp_path, env={"PYTHONPATH": plugin_path},
+                           timeout=120)  # fmt: skip
+    assert_one_line_error(result, "1 job(s) failed: faulty-hangs-seed0-ts")
+    jobs = ResultsStore.latest("whole", tmp_path).manifest["jobs"]
+    assert jobs["faulty-hangs-seed0-ts"]["status"] == "over budget"
+    assert jobs["faulty-hangs-seed0-ts"]["error"] == "stopped 0.4 min after it started (the job's limit)"
+    assert jobs["example-smooth-minima-seed0-ts"]["status"] == "ok"
+    assert gone(int(pid_file.read_text()))

@@ -8,8 +8,9 @@ import pytest
 
 from benchmark.data import Project
 from benchmark.errors import BenchError
-from benchmark.interface import Budget, Tracker, check_predictions
+from benchmark.interface import Budget, SavedModel, Tracker, check_predictions
 from benchmark.particles import ParticleTable
+from benchmark.resource_columns import epoch_steps
 
 PARTICLES = ParticleTable.czii()
 
@@ -75,13 +76,14 @@ def test_the_tracker_times_each_epochs_waits_for_data():
             clock.now += 2.0  # the step
         tracker.waited(0.25)  # a wait the plug-in measured itself
     assert tracker.data_seconds == [1.75, 3.25]
+    assert tracker.data_steps == [4, 4]  # three timed batches and one wait reported: the steps of the epoch
     assert tracker.epoch_seconds == [7.5, 9.0]
 
 
 def test_a_tracker_whose_plug_in_never_waits_records_no_data_wait():
     tracker = Tracker(Budget(minutes=10, epochs=2))
     assert len(list(tracker.epochs())) == 2
-    assert tracker.data_seconds == []
+    assert tracker.data_seconds == [] and tracker.data_steps == []
 
 
 def test_tracker_reports_progress_per_epoch():
@@ -148,3 +150,30 @@ def test_learning_curve_points_run_between_epochs_with_the_budget_clock_stopped(
     assert tracker.epoch_seconds == [10.0] * 4  # no epoch counts the evaluation
     assert tracker.stopped_by == "epochs"  # and the cap does not either: all four epochs ran
     assert tracker.elapsed() == 40.0 and tracker.curve_seconds == 200.0
+
+
+def test_a_tracker_counts_only_the_steps_of_epochs_it_timed():
+    clock = FakeClock()
+    tracker = Tracker(Budget(minutes=10, epochs=4), clock=clock)
+    for epoch in tracker.epochs():
+        for _ in range(5 if epoch >= 2 else 0):  # the plug-in times its waits from the third epoch on
+            with tracker.waiting():
+                clock.now += 0.1
+        clock.now += 1.0
+    assert tracker.data_steps == [0, 0, 5, 5] and np.isnan(tracker.data_seconds[:2]).all()
+    assert epoch_steps(tracker) == 5  # the untimed epochs' zeros do not count
+
+
+def test_a_saved_model_gives_its_jobs_stored_candidates_of_the_runs_it_predicted(tmp_path):
+    rows = [["ribosome", 1.0, 2.0, 3.0, 0.9, "16463"], ["ribosome", 4.0, 5.0, 6.0, 0.8, "TS_1"]]
+    pd.DataFrame(rows, columns=["particle_type", "x", "y", "z", "score", "experiment"]).to_csv(
+        tmp_path / "candidates.csv", index=False
+    )
+    for run in ("16463", "TS_1"):
+        (tmp_path / f"{run}.csv").write_text("id,experiment,particle_type,x,y,z\n")
+    saved = SavedModel("member", tmp_path / "model", 1.0, tmp_path)
+    found = saved.candidates("16463")  # a run name that reads as a number stays a name
+    assert found.to_dict("records") == [{"particle_type": "ribosome", "x": 1.0, "y": 2.0, "z": 3.0, "score": 0.9}]
+    assert saved.candidates("TS_2") is None  # a run its job did not predict
+    assert saved.served == {"16463"}
+    assert SavedModel("member", tmp_path / "model", 1.0).candidates("TS_1") is None  # no stored candidates

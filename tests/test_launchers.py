@@ -220,7 +220,7 @@ def test_submitits_time_limit_signal_is_recorded_as_the_time_limit(smoke_config,
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     spec = JobSpec("k", str(tmp_path), str(tmp_path), "smoke", str(smoke_config), {}, "", 0, "ts", "cpu",
                                  1, None)  # fmt: skip
-    result = benchmark.job._result(spec, tmp_path)
+    result = benchmark.job._result(spec, tmp_path, entered=0.0)
     assert result == {"status": "failed", "error": "killed by SLURM (job 4242): it ran past its time limit"}
 
 

@@ -33,7 +33,8 @@ def test_run_writes_manifest_tables_and_predictions(smoke_run, smoke_config):
     assert "bench run --suite smoke" in manifest["command"]
     assert {job["status"] for job in manifest["jobs"].values()} == {"ok"}
 
-    assert manifest["budget"] == {"minutes": 2.0, "epochs": 1, "grace_minutes": 1.0, "predict_minutes": None}
+    assert manifest["budget"] == {"minutes": 2.0, "epochs": 1, "grace_minutes": 1.0, "predict_minutes": None,
+                                  "job_minutes": None}  # fmt: skip
     assert manifest["repeats"] == 1 and manifest["folds"] == {"ts": manifest["split"]}
     assert manifest["compute"] == {"precision": "fp32", "deterministic": True, "cudnn_benchmark": False}
 

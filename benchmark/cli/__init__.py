@@ -8,6 +8,7 @@ import click
 
 from benchmark.cli.calibrate import calibrate
 from benchmark.cli.data import data
+from benchmark.cli.gpu_check import gpu_check
 from benchmark.cli.listing import list_
 from benchmark.cli.predict import predict
 from benchmark.cli.report import report
@@ -49,7 +50,7 @@ def cli() -> None:
     """Benchmark cryo-ET particle-picking architectures on copick projects."""
 
 
-for command in (data, score, list_, run, report, calibrate, tune, suite, predict):
+for command in (data, score, list_, run, report, calibrate, tune, suite, predict, gpu_check):
     cli.add_command(command)
 
 

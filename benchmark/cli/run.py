@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
+
+from benchmark.cli.options import command_line
 
 
 def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
@@ -108,7 +108,7 @@ def run(
         RunOptions(suite_name, config, pattern, device, seeds, write_picks, keep_models),
         resume=resume,
         root=root,
-        command=_command_line(ctx),
+        command=command_line(ctx),
         echo=click.echo,
         launcher=launcher,
         jobs=jobs,
@@ -127,23 +127,3 @@ def run(
         raise click.ClickException(
             f"{len(failures)} job(s) failed: {', '.join(failures)}; see {store.folder}/manifest.json"
         )
-
-
-def _command_line(ctx: click.Context) -> str:
-    """The command as typed, rebuilt from the parameters not left at their defaults (for the manifest)."""
-    parts = ["bench", ctx.info_name]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT:
-            continue
-        if isinstance(value, dict):
-            for name, setting in value.items():
-                parts += [param.opts[0], name if setting is True else f"{name}={setting}"]
-            continue
-        if isinstance(value, bool):
-            parts.append(param.opts[0] if value else param.secondary_opts[0])
-            continue
-        if isinstance(value, list):
-            value = ",".join(map(str, value))
-        parts += [param.opts[0], str(value)]
-    return shlex.join(parts)

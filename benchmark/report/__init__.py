@@ -7,7 +7,9 @@ from pathlib import Path
 
 from benchmark.errors import BenchError
 from benchmark.files import write_csv, write_figure, write_text
+from benchmark.gpu_check import CHECK
 from benchmark.report.document import Report
+from benchmark.report.gpu import gpu_markdown
 from benchmark.results import RESULTS_ROOT, ResultsStore
 
 README_START = "<!-- bench-report:{suite}:start -->"
@@ -22,6 +24,9 @@ def suites_with_results(root: Path = RESULTS_ROOT) -> list[str]:
 def build_report(store: ResultsStore, out: Path, readme: Path | None = None) -> list[Path]:
     """Write README.md, summary.csv and the plots for one results folder into `out` (and the summary into
     `readme`)."""
+    if store.manifest["suite"]["name"] == CHECK:  # a gpu-check: its short report of speed and memory only
+        write_text(out / "README.md", gpu_markdown(store))
+        return [out / "README.md"]
     report = Report(store)
     written = []
     for name, figure in report.plots().items():

@@ -77,7 +77,7 @@ class Diagnostics:
             path = store.predictions_dir(label, int(seed), str(fold)) / CANDIDATES
             if not path.is_file():
                 return None
-            candidates = pd.read_csv(path)
+            candidates = pd.read_csv(path, dtype={"experiment": str, "particle_type": str})
             runs = set(references["run"])
             mine = (thresholds[JOB].astype(str) == [label, str(seed), str(fold)]).all(axis=1)
             truth = references.rename(columns={"run": "experiment"})[["experiment", "particle_type", *XYZ]]

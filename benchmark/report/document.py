@@ -485,7 +485,9 @@ class Report:
                 "steps and ablation variants: fitted, then applied to every predicted tomogram) and scoring "
                 "(threshold tuning and the metric, per variant too) are the work measured; the rest "
                 f"is the harness's overhead (process start, imports, data opening, model save, write-back), "
-                f"target at most {costs.OVERHEAD_TARGET:.0%}. Over every job of the suite: "
+                "of which the process's start and the imports of the harness and the plug-in are shown apart: "
+                "a floor every job pays, whatever it does. "
+                f"Target at most {costs.OVERHEAD_TARGET:.0%}. Over every job of the suite: "
                 f"{self.resources['overhead_seconds'].sum() / self.resources['job_seconds'].sum():.1%}.",
                 "",
                 costs.overhead_table(self.resources, self.order),

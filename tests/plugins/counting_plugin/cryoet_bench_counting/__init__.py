@@ -1,4 +1,5 @@
-"""Test plug-in: appends a line to the file its config names each time it is fitted; predicts the volume's centre."""
+"""Test plug-in: appends a line to the file its config names each time it is fitted or predicts; predicts the
+volume's centre."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from benchmark.registry import register
 
 @register("test-counting")
 class Counting(Architecture):
-    """Counts its fits in `config["log"]`; one candidate per particle type at the centre of the volume."""
+    """Counts its fits and predictions in `config["log"]`; one candidate per particle type at the volume's centre."""
 
     kind = "classical"
     defaults: ClassVar[dict] = {"log": "", "score": 1.0}
@@ -29,6 +30,8 @@ class Counting(Architecture):
 
     def predict(self, tomogram) -> pd.DataFrame:
         """One pick per type at the centre."""
+        with open(self.config["log"], "a") as log:
+            log.write(f"predict seed {self.seed} score {self.config['score']} {tomogram.run}\n")
         centre = np.asarray(tomogram.shape[::-1]) / 2 * tomogram.voxel_size
         rows = [(p.name, *centre, self.config["score"]) for p in self.particles]
         return pd.DataFrame(rows, columns=["particle_type", "x", "y", "z", "score"])
