@@ -454,7 +454,7 @@ def test_a_full_disk_when_a_job_writes_its_result_is_one_line_and_leaves_no_file
     )
     monkeypatch.setattr(benchmark.job, "die_with", lambda runner: None)  # the test process neither adopts nor dies
     monkeypatch.setattr(benchmark.job, "stop_descendants", lambda: None)
-    monkeypatch.setattr(benchmark.job, "_result", lambda job, folder: {"status": "ok"})
+    monkeypatch.setattr(benchmark.job, "_result", lambda job, folder, entered: {"status": "ok"})
     full_disk(monkeypatch)
     assert benchmark.job.main([str(tmp_path / "job.json")]) == UNWRITTEN
     assert capsys.readouterr().err.strip().splitlines() == [
