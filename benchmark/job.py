@@ -94,6 +94,8 @@ def run_job(job: JobSpec) -> dict:
     spec = ArchitectureSpec(**job.architecture)
     project = Project(job.config, suite.metric)  # the suite's metric weights and hard types
     started = time.perf_counter()
+    for name, module in job.part_modules.items():
+        ARCHITECTURES.load(name, module)
     factory = ARCHITECTURES.load(spec.name, job.module)
     plugin_import_seconds = time.perf_counter() - started
     split, budget = suite.folds[job.fold], job_budget(suite, spec, factory, len(job.reuse))

@@ -39,6 +39,9 @@ class JobSpec:
     #: saved models of other entries this job reuses: index (into its reusable entries), label, folder, train_seconds,
     #: and for an entry without post-processing steps its job's predictions folder and median latency per run
     reuse: list[dict] = field(default_factory=list)
+    #: the modules registering the plug-ins of the entries it is built from (an ensemble's members), by name: imported
+    #: with its own, rather than by discovering every plug-in
+    part_modules: dict[str, str] = field(default_factory=dict)
 
     def work(self) -> tuple:
         """What the job computes (not where it writes or who started it): equal work gives equal results."""

@@ -383,12 +383,19 @@ def _job_spec(
         config=data["config"],
         architecture=asdict(spec),
         module=ARCHITECTURES.modules.get(spec.name, ""),
+        part_modules=_part_modules(spec),
         seed=seed,
         fold=fold,
         device=device,
         repeats=repeats,
         session_id=session,
     )
+
+
+def _part_modules(spec: ArchitectureSpec) -> dict[str, str]:
+    """The modules registering the plug-ins of the entries an entry is built from, by name."""
+    entries = reusable_entries(ARCHITECTURES.get(spec.name), spec.config)
+    return {entry["name"]: ARCHITECTURES.modules.get(entry["name"], "") for entry in entries}
 
 
 def _recovered(store: ResultsStore, job: JobSpec) -> bool:

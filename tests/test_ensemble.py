@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -135,6 +136,9 @@ def test_members_equal_to_suite_entries_are_reused_never_trained_twice(plugin_pa
     assert resources.loc[("vote", 0), "members"].startswith("test-counting: reused test-counting (")
     assert resources.loc[("vote", 0), "members"].count("reused") == 3
     assert resources.loc[("vote", 0), "members"].count("and its stored candidates") == 3
+    spec = json.loads((store.job_dir("vote-seed0-ts") / "job.json").read_text())
+    assert spec["part_modules"]["matched-filter"] == "architectures.matched_filter"  # imported with the ensemble's
+    assert set(spec["part_modules"]) == {"test-counting", "example-smooth-minima", "matched-filter"}
     assert resources.loc[("vote-own", 1), "members"].startswith("test-counting: trained here; example-smooth")
     vote = resources.loc[("vote", 1)]
     parts = sum(resources.loc[(label, 1), "train_seconds"] for label in ("matched-filter", "example-smooth-minima"))

@@ -86,14 +86,17 @@ def radius_sweep(sweep: pd.DataFrame, order: list[str], particles: ParticleTable
         ax.axvline(DISTANCE_MULTIPLIER, color="grey", ls=":", lw=1)
         ax.set_title("competition score" if panel == "weighted" else panel, fontsize=9)
         ax.set_xticks(RADIUS_FRACTIONS)
+        ax.tick_params(labelbottom=True)  # every panel: the one above a missing panel has none below it
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3)
     for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    for ax in axes[-columns:]:
-        ax.set_xlabel("matching radius / particle radius", fontsize=8)
+        ax.axis("off")
+    figure.supxlabel("matching radius / particle radius", fontsize=9)
     handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8, frameon=False)
+    if len(axes) > len(panels):  # the legend in the first empty panel
+        axes[len(panels)].legend(handles, labels, loc="center", fontsize=8, frameon=False)
+    else:
+        figure.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
     figure.suptitle(f"F4 against the matching radius ({split} runs; dotted: the metric's)")
     return figure
 
